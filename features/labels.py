@@ -1,0 +1,67 @@
+"""Labels of SPEC section 4, as pure functions of (events, cutoff t, settings).
+
+A label at t reads the future window (t, t+H] and, for "converted at or before t", the history.
+Labels are NaN where a task does not apply (churn for never-converted customers; conversion for
+converted ones when ``conversion_scope = "unconverted"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.encode import US_PER_DAY, EncodedEvents
+from journey.settings import Settings
+from journey.taxonomy import LAPSED_INDEX, ROLE_INDEX
+
+ADV, RET, DEC, CONS, AWA = (ROLE_INDEX[r] for r in ("advocacy", "retention", "decision", "consideration", "awareness"))
+
+
+@dataclass(frozen=True)
+class Labels:
+    stage: np.ndarray  # int8 role index or LAPSED_INDEX
+    churn: np.ndarray  # float: 1 churned, 0 active, NaN not scored
+    advocacy: np.ndarray  # float 0/1
+    conversion: np.ndarray  # float 0/1 or NaN
+
+    def task(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+
+def _flag(events: EncodedEvents, mask: np.ndarray) -> np.ndarray:
+    out = np.zeros(events.n_customers, bool)
+    out[events.cust[mask]] = True
+    return out
+
+
+def build_labels(events: EncodedEvents, t_us: int, settings: Settings, customers: np.ndarray) -> Labels:
+    """Labels at ``t`` for ``customers`` (indices into ``events.customer_ids``)."""
+    H = settings.horizons
+
+    def future(days: float) -> np.ndarray:
+        return (events.ts > t_us) & (events.ts <= t_us + int(days * US_PER_DAY))
+
+    converted = _flag(events, events.conv & (events.ts <= t_us))[customers]
+
+    f = future(H.stage)
+    any_f = _flag(events, f)[customers]
+    adv_f = _flag(events, f & (events.role == ADV))[customers]
+    dec_f = _flag(events, f & ((events.role == DEC) | events.conv))[customers]
+    cons_f = _flag(events, f & (events.role == CONS))[customers]
+    pre = np.where(~any_f, LAPSED_INDEX, np.where(dec_f, DEC, np.where(cons_f, CONS, AWA)))
+    post = np.where(any_f, RET, LAPSED_INDEX)
+    stage = np.where(adv_f, ADV, np.where(converted, post, pre)).astype(np.int8)
+
+    fc = future(H.churn)
+    if settings.churn_activity == "conversions":
+        fc = fc & events.conv
+    active = _flag(events, fc)[customers]
+    churn = np.where(converted, (~active).astype(float), np.nan)
+
+    advocacy = _flag(events, future(H.advocacy) & (events.role == ADV))[customers].astype(float)
+
+    conversion = _flag(events, future(H.conversion) & events.conv)[customers].astype(float)
+    if settings.conversion_scope == "unconverted":
+        conversion = np.where(converted, np.nan, conversion)
+    return Labels(stage=stage, churn=churn, advocacy=advocacy, conversion=conversion)

@@ -1,0 +1,140 @@
+"""Every user-facing error message of the product, in one place.
+
+Each message says where (file, row, column or JSON path), what was expected, what was found and
+how to fix it. The CLI prints ``str(error)`` as one line (plus the hint); the HTTP service turns
+:class:`InputError` problems into field-level 400 answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem with one value of the input."""
+
+    code: str
+    message: str
+    row: int | None = None  # 1-based data row (header excluded); JSONL: line number
+    column: str | None = None
+    value: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "row": self.row, "column": self.column, "message": self.message}
+
+
+class JourneyError(Exception):
+    """Base class: a problem the user can fix. ``hint`` says how."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # one line, then the hint
+        return f"{self.message} Hint: {self.hint}" if self.hint else self.message
+
+
+class InputError(JourneyError):
+    """Invalid events: carries every problem found (not just the first)."""
+
+    def __init__(self, source: str, problems: list[Problem], hint: str = "", total: int | None = None):
+        self.source = source
+        self.problems = problems
+        total = len(problems) if total is None else total
+        shown = "; ".join(p.message for p in problems[:5])
+        more = f" (and {total - 5} more)" if total > 5 else ""
+        super().__init__(f"{source}: {total} problem(s): {shown}{more}.", hint)
+
+
+class ConfigError(JourneyError):
+    """Bad settings, taxonomy or playbook file."""
+
+
+class ModelError(JourneyError):
+    """A model cannot be found, loaded or used."""
+
+
+# ---- message catalogue (one function per message; tests match on these texts) -------------------
+
+def where(source: str, row: int | None = None, column: str | None = None) -> str:
+    parts = [source]
+    if row is not None:
+        parts.append(f"row {row}")
+    if column is not None:
+        parts.append(f"column '{column}'")
+    return ", ".join(parts)
+
+
+def file_not_found(path: str) -> JourneyError:
+    return JourneyError(f"{path}: file or folder not found.", "check the path; relative paths start at the current directory.")
+
+
+def unsupported_format(path: str) -> JourneyError:
+    return JourneyError(
+        f"{path}: unsupported file type.",
+        "use .parquet, .csv, .csv.gz, .jsonl, .jsonl.gz or .ndjson (or a folder of such files).",
+    )
+
+
+def unreadable_file(path: str, kind: str, reason: str) -> JourneyError:
+    return JourneyError(f"{path}: cannot be read as {kind}: {reason}.", f"check that the file is valid {kind} and not truncated.")
+
+
+def missing_columns(source: str, missing: list[str], found: list[str]) -> JourneyError:
+    return JourneyError(
+        f"{source}: missing required column(s) {', '.join(repr(m) for m in missing)}; found columns {found}.",
+        "events need customer_id, timestamp and event_type (channel, value and campaign are optional); rename your columns.",
+    )
+
+
+def no_events(source: str) -> JourneyError:
+    return JourneyError(f"{source}: contains no event rows.", "pass a file with at least one event.")
+
+
+def problem_missing(source: str, row: int, column: str) -> Problem:
+    return Problem("missing", f"{where(source, row, column)}: expected a non-empty value, got nothing", row, column)
+
+
+def problem_bad_timestamp(source: str, row: int, column: str, value: object) -> Problem:
+    return Problem(
+        "bad_timestamp",
+        f"{where(source, row, column)}: expected an ISO 8601 timestamp such as 2025-03-01T14:30:00+01:00, got {value!r}",
+        row, column, str(value),
+    )
+
+
+def problem_bad_number(source: str, row: int, column: str, value: object) -> Problem:
+    return Problem("bad_number", f"{where(source, row, column)}: expected a number, got {value!r}", row, column, str(value))
+
+
+def problem_negative_value(source: str, row: int, column: str, value: object) -> Problem:
+    return Problem("negative_value", f"{where(source, row, column)}: expected a value >= 0, got {value!r}", row, column, str(value))
+
+
+def problem_unknown_event_type(source: str, row: int, column: str, value: object, taxonomy: str) -> Problem:
+    return Problem(
+        "unknown_event_type",
+        f"{where(source, row, column)}: event type {value!r} is not in taxonomy '{taxonomy}'",
+        row, column, str(value),
+    )
+
+
+def unknown_event_types_hint(unknown: list[str], taxonomy: str) -> str:
+    return (
+        f"unknown event types {sorted(unknown)[:20]}: add them to a custom taxonomy TOML (--taxonomy FILE), "
+        f"or map them all to one stage with --unknown-stage STAGE (taxonomy '{taxonomy}')."
+    )
+
+
+def bad_events_hint() -> str:
+    return "fix the listed rows, or pass --rejects PATH to divert invalid rows to a rejects file and continue."
+
+
+def convert_source_invalid(dataset: str, path: str, expected: str, found: str) -> JourneyError:
+    """A ``journey convert`` source lacks a file, a column or has a value the converter cannot read."""
+    return JourneyError(
+        f"{path}: cannot convert as {dataset}: expected {expected}; found {found}.",
+        f"pass the original {dataset} download (file names and columns as in data/real/README.md) to `journey convert {dataset} SRC`.",
+    )

@@ -1,0 +1,195 @@
+"""Events (SPEC section 2): validate a raw table and turn it into the canonical frame.
+
+Pure functions over DataFrames; files are read in :mod:`journey.io`. The canonical frame has the
+columns of :data:`COLUMNS`, typed, timestamps in UTC, exact duplicates removed, sorted by
+(customer_id, timestamp, event_type). Invalid rows are never dropped silently: they are returned
+as rejects with one reason per row, and :func:`canonical_events` raises when rejects are not
+wanted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from journey import errors
+from journey.errors import InputError, Problem
+from journey.taxonomy import Taxonomy
+
+REQUIRED = ("customer_id", "timestamp", "event_type")
+OPTIONAL = ("channel", "value", "campaign")
+COLUMNS = REQUIRED + OPTIONAL
+TS_DTYPE = "datetime64[us, UTC]"
+MAX_PROBLEMS = 10_000  # problems kept as objects (every invalid row still gets a reason in the rejects)
+
+
+@dataclass
+class Validated:
+    events: pd.DataFrame  # canonical, valid rows only
+    rejects: pd.DataFrame  # raw values of invalid rows + source, row, reject_reason
+    problems: list[Problem] = field(default_factory=list)
+    n_problems: int = 0
+    duplicates_removed: int = 0
+    unknown_event_types: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def _blank(s: pd.Series) -> np.ndarray:
+    """True where a value is null or an empty/whitespace string."""
+    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        return (s.isna() | (s.astype("str").str.strip() == "")).to_numpy(dtype=bool)
+    return s.isna().to_numpy(dtype=bool)
+
+
+def _as_str(s: pd.Series) -> pd.Series:
+    out = s.astype("str").str.strip()
+    return out.mask(out == "")
+
+
+def _parse_timestamps(s: pd.Series) -> pd.Series:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").astype(TS_DTYPE)
+    if pd.api.types.is_datetime64_dtype(s.dtype):
+        return s.dt.tz_localize("UTC").astype(TS_DTYPE)
+    txt = s.astype("str").str.strip()
+    parsed = pd.to_datetime(txt, utc=True, errors="coerce", format="ISO8601")
+    return parsed.astype(TS_DTYPE)
+
+
+def validate_events(
+    raw: pd.DataFrame,
+    source: str = "<DataFrame>",
+    taxonomy: Taxonomy | None = None,
+    *,
+    first_row: int = 1,
+) -> Validated:
+    """Check every row of ``raw`` against the schema (and the taxonomy when given)."""
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise errors.missing_columns(source, missing, [str(c) for c in raw.columns])
+    n = len(raw)
+    rows = np.arange(first_row, first_row + n)
+    reason = np.full(n, "", dtype=object)
+    problems: list[Problem] = []
+    n_problems = 0
+
+    def flag(mask: np.ndarray, make) -> None:
+        nonlocal n_problems
+        idx = np.flatnonzero(mask)  # every problem of a row goes into its reason
+        n_problems += len(idx)
+        for i in idx:
+            p = make(i)
+            reason[i] = f"{reason[i]}; {p.message}" if reason[i] else p.message
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(p)
+
+    cid_blank = _blank(raw["customer_id"])
+    flag(cid_blank, lambda i: errors.problem_missing(source, int(rows[i]), "customer_id"))
+
+    ts_raw = raw["timestamp"]
+    ts_blank = _blank(ts_raw)
+    flag(ts_blank, lambda i: errors.problem_missing(source, int(rows[i]), "timestamp"))
+    ts = _parse_timestamps(ts_raw)
+    ts_bad = ts.isna().to_numpy() & ~ts_blank
+    flag(ts_bad, lambda i: errors.problem_bad_timestamp(source, int(rows[i]), "timestamp", ts_raw.iloc[i]))
+
+    et_blank = _blank(raw["event_type"])
+    flag(et_blank, lambda i: errors.problem_missing(source, int(rows[i]), "event_type"))
+    event_type = _as_str(raw["event_type"])
+
+    unknown: list[str] = []
+    if taxonomy is not None:
+        known = event_type.isin(list(taxonomy.event_role)).to_numpy() | et_blank
+        if not known.all():
+            unknown = sorted(pd.unique(event_type[~known]).tolist())
+            flag(~known, lambda i: errors.problem_unknown_event_type(source, int(rows[i]), "event_type", event_type.iloc[i], taxonomy.name))
+
+    if "value" in raw.columns:
+        v_raw = raw["value"]
+        v_blank = _blank(v_raw)
+        value = pd.to_numeric(v_raw.where(~v_blank), errors="coerce").astype("float64")
+        v_bad = value.isna().to_numpy() & ~v_blank
+        flag(v_bad, lambda i: errors.problem_bad_number(source, int(rows[i]), "value", v_raw.iloc[i]))
+        v_neg = (value < 0).fillna(False).to_numpy(dtype=bool)
+        flag(v_neg, lambda i: errors.problem_negative_value(source, int(rows[i]), "value", v_raw.iloc[i]))
+    else:
+        value = pd.Series(np.nan, index=raw.index, dtype="float64")
+
+    def optional_str(col: str, lower: bool = False) -> pd.Series:
+        if col not in raw.columns:
+            return pd.Series(pd.NA, index=raw.index, dtype="str")
+        s = _as_str(raw[col])
+        return s.str.lower() if lower else s
+
+    events = pd.DataFrame(
+        {
+            "customer_id": _as_str(raw["customer_id"]),
+            "timestamp": ts,
+            "event_type": event_type,
+            "channel": optional_str("channel", lower=True),
+            "value": value,
+            "campaign": optional_str("campaign"),
+        }
+    )
+    bad = reason != ""
+    rejects = raw.loc[bad].astype("str").copy() if bad.any() else raw.iloc[:0].astype("str").copy()
+    rejects.insert(0, "reject_reason", reason[bad].astype(str))
+    rejects.insert(0, "row", rows[bad])
+    rejects.insert(0, "source", source)
+    events = events.loc[~bad]
+    before = len(events)
+    events = sort_events(events.drop_duplicates(ignore_index=True))
+    return Validated(
+        events=events,
+        rejects=rejects.reset_index(drop=True),
+        problems=problems,
+        n_problems=n_problems,
+        duplicates_removed=before - len(events),
+        unknown_event_types=unknown,
+        ignored_columns=[str(c) for c in raw.columns if c not in COLUMNS],
+    )
+
+
+def sort_events(events: pd.DataFrame) -> pd.DataFrame:
+    return events.sort_values(["customer_id", "timestamp", "event_type"], kind="stable", ignore_index=True)
+
+
+def canonical_events(
+    raw: pd.DataFrame,
+    source: str = "<DataFrame>",
+    taxonomy: Taxonomy | None = None,
+    *,
+    allow_rejects: bool = False,
+) -> Validated:
+    """Validate and raise :class:`InputError` listing every problem unless ``allow_rejects``."""
+    result = validate_events(raw, source, taxonomy)
+    if result.n_problems and not allow_rejects:
+        hint = (
+            errors.unknown_event_types_hint(result.unknown_event_types, taxonomy.name)
+            if result.unknown_event_types and taxonomy is not None
+            else errors.bad_events_hint()
+        )
+        raise InputError(source, result.problems, hint, total=result.n_problems)
+    if len(result.events) == 0 and not result.n_problems:
+        raise errors.no_events(source)
+    return result
+
+
+def concat_validated(parts: list[Validated]) -> Validated:
+    """Combine the results of several files of one folder."""
+    if len(parts) == 1:
+        return parts[0]
+    events = pd.concat([p.events for p in parts], ignore_index=True)
+    before = len(events)
+    events = sort_events(events.drop_duplicates(ignore_index=True))
+    return Validated(
+        events=events,
+        rejects=pd.concat([p.rejects for p in parts], ignore_index=True),
+        problems=[q for p in parts for q in p.problems][:MAX_PROBLEMS],
+        n_problems=sum(p.n_problems for p in parts),
+        duplicates_removed=sum(p.duplicates_removed for p in parts) + before - len(events),
+        unknown_event_types=sorted({u for p in parts for u in p.unknown_event_types}),
+        ignored_columns=sorted({c for p in parts for c in p.ignored_columns}),
+    )

@@ -1,0 +1,147 @@
+"""One typed settings object for the whole product (pydantic).
+
+Precedence, lowest first: defaults here < the taxonomy preset's ``[settings]`` table (e.g. CDNOW is
+purchase-only data) < a ``--config`` TOML file < command-line flags. A training run logs the
+values it used. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from journey.errors import ConfigError
+
+TASKS = ("stage", "churn", "advocacy", "conversion")
+
+
+class Horizons(BaseModel):
+    """Label horizons in days (SPEC section 4)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: float = Field(14, gt=0, description="H_stage: days after t that reveal the stage")
+    churn: float = Field(90, gt=0, description="H_churn: churn = no activity in (t, t+H]")
+    advocacy: float = Field(30, gt=0, description="H_adv: an advocacy event in (t, t+H]")
+    conversion: float = Field(14, gt=0, description="H_conv: a conversion event in (t, t+H]")
+
+
+class Settings(BaseModel):
+    """Every window, horizon and training knob. All durations are in days unless named otherwise."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # taxonomy
+    taxonomy: str = Field("five_stage", description="preset name or path to a taxonomy TOML file")
+    unknown_stage: str | None = Field(None, description="map unknown event types to this stage instead of failing")
+
+    # stage rules and eligibility (SPEC 4)
+    lookback_days: float = Field(30, gt=0, description="W: look-back of the observed stage")
+    advocacy_lookback_days: float = Field(90, gt=0, description="A: advocacy look-back of the observed stage")
+    eligibility_days: float | None = Field(90, description="E: scored if an event in (t-E, t]; None = every customer seen")
+    horizons: Horizons = Field(default_factory=Horizons)
+    churn_activity: Literal["any", "conversions"] = Field("any", description="what counts as activity for churn")
+    conversion_scope: Literal["all", "unconverted"] = Field(
+        "all", description="score conversion for all eligible customers, or only those not yet converted"
+    )
+
+    # features (SPEC 5)
+    feature_windows_days: list[float] = Field(default_factory=lambda: [1, 7, 30, 90])
+    session_gap_minutes: float = Field(30, gt=0)
+    last_k: int = Field(5, ge=1, le=20, description="length of the last-k stage / event-type sequence features")
+
+    # snapshots and split
+    step_days: float = Field(7, gt=0, description="days between training cutoffs")
+    warmup_days: float | None = Field(None, description="history before the first cutoff; None = adapt to the data")
+    test_from: datetime | None = Field(None, description="first test cutoff; None = the latest cutoff(s)")
+    test_cutoffs: int = Field(1, ge=1, description="number of latest cutoffs used as test set when test_from is None")
+    validation_cutoffs: int = Field(2, ge=1, description="latest training cutoffs held out to fit calibration")
+
+    # models
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    max_train_rows: int = Field(400_000, ge=1000, description="training rows are sampled down to this many")
+    bootstrap_rounds: int = Field(200, ge=0, description="bootstrap resamples over customers for 95% intervals")
+    seed: int = 0
+    n_jobs: int = Field(2, ge=1)
+
+    # registry
+    model_name: str = "journey-stage"
+
+    @field_validator("eligibility_days", mode="before")
+    @classmethod
+    def _none_word(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() == "none":
+            return None
+        return v
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Settings":
+        return build_settings(self.model_dump(), overrides)
+
+    def loggable(self) -> dict[str, Any]:
+        """Flat key -> value for MLflow params."""
+        out: dict[str, Any] = {}
+        for k, v in self.model_dump(mode="json").items():
+            if isinstance(v, dict):
+                out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            else:
+                out[k] = v
+        return out
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        elif v is not None or k in ("eligibility_days", "test_from", "warmup_days", "unknown_stage"):
+            out[k] = v
+    return out
+
+
+def build_settings(*layers: dict[str, Any] | None, source: str = "settings") -> Settings:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged = _deep_merge(merged, layer)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{source}: setting '{loc}': {first['msg']} (got {first.get('input')!r}).",
+            "see the configuration reference in README.md for names and allowed values.",
+        ) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found.", "pass an existing TOML file to --config.")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}.", "fix the TOML syntax.") from None
+    return data
+
+
+def parse_horizon_flags(flags: list[str]) -> dict[str, float]:
+    """``["churn=91", "stage=7"]`` -> ``{"churn": 91.0, "stage": 7.0}``."""
+    out: dict[str, float] = {}
+    for flag in flags or []:
+        task, sep, days = flag.partition("=")
+        task = task.strip()
+        if not sep or task not in TASKS:
+            raise ConfigError(f"--horizon {flag!r}: expected TASK=DAYS with TASK one of {list(TASKS)}.", "e.g. --horizon churn=91")
+        try:
+            out[task] = float(days)
+        except ValueError:
+            raise ConfigError(f"--horizon {flag!r}: DAYS must be a number, got {days!r}.", "e.g. --horizon churn=91") from None
+    return out
