@@ -58,6 +58,11 @@ class ModelError(JourneyError):
 
 # ---- message catalogue (one function per message; tests match on these texts) -------------------
 
+def show(value: object) -> str:
+    """A value as the user wrote it (numpy scalars as plain Python numbers)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def where(source: str, row: int | None = None, column: str | None = None) -> str:
     parts = [source]
     if row is not None:
@@ -100,17 +105,17 @@ def problem_missing(source: str, row: int, column: str) -> Problem:
 def problem_bad_timestamp(source: str, row: int, column: str, value: object) -> Problem:
     return Problem(
         "bad_timestamp",
-        f"{where(source, row, column)}: expected an ISO 8601 timestamp such as 2025-03-01T14:30:00+01:00, got {value!r}",
+        f"{where(source, row, column)}: expected an ISO 8601 timestamp such as 2025-03-01T14:30:00+01:00, got {show(value)}",
         row, column, str(value),
     )
 
 
 def problem_bad_number(source: str, row: int, column: str, value: object) -> Problem:
-    return Problem("bad_number", f"{where(source, row, column)}: expected a number, got {value!r}", row, column, str(value))
+    return Problem("bad_number", f"{where(source, row, column)}: expected a finite number, got {show(value)}", row, column, str(value))
 
 
 def problem_negative_value(source: str, row: int, column: str, value: object) -> Problem:
-    return Problem("negative_value", f"{where(source, row, column)}: expected a value >= 0, got {value!r}", row, column, str(value))
+    return Problem("negative_value", f"{where(source, row, column)}: expected a value >= 0, got {show(value)}", row, column, str(value))
 
 
 def problem_unknown_event_type(source: str, row: int, column: str, value: object, taxonomy: str) -> Problem:

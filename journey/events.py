@@ -38,12 +38,22 @@ class Validated:
 
 def _blank(s: pd.Series) -> np.ndarray:
     """True where a value is null or an empty/whitespace string."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
         return (s.isna() | (s.astype("str").str.strip() == "")).to_numpy(dtype=bool)
     return s.isna().to_numpy(dtype=bool)
 
 
 def _as_str(s: pd.Series) -> pd.Series:
+    """Text, stripped, empty -> missing. Whole numbers that pandas read as floats (an integer
+    column with nulls) keep their integer text: 42, not 42.0."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    if pd.api.types.is_float_dtype(s.dtype):
+        whole = s.dropna()
+        if len(whole) and bool((whole == np.floor(whole)).all()) and bool((whole.abs() < 2**53).all()):
+            s = s.astype("Int64")
     out = s.astype("str").str.strip()
     return out.mask(out == "")
 
@@ -110,7 +120,7 @@ def validate_events(
         v_raw = raw["value"]
         v_blank = _blank(v_raw)
         value = pd.to_numeric(v_raw.where(~v_blank), errors="coerce").astype("float64")
-        v_bad = value.isna().to_numpy() & ~v_blank
+        v_bad = (value.isna().to_numpy() & ~v_blank) | np.isinf(value.to_numpy())
         flag(v_bad, lambda i: errors.problem_bad_number(source, int(rows[i]), "value", v_raw.iloc[i]))
         v_neg = (value < 0).fillna(False).to_numpy(dtype=bool)
         flag(v_neg, lambda i: errors.problem_negative_value(source, int(rows[i]), "value", v_raw.iloc[i]))

@@ -308,13 +308,13 @@ class GeneratorParams:
     )
     # ---- customer heterogeneity ----
     activity_shape: float = _f(
-        1.2,
+        1.0,
         "Shape of the gamma distribution (mean 1) of each customer's activity rate, which divides "
         "all session and transition gaps. Smaller = more heterogeneous. Active customers also "
         "lapse less (activity_lapse_effect).",
         "Gamma-distributed rates as in the Pareto/NBD (Schmittlein, Morrison & Colombo 1987) and "
         "BG/NBD (Fader, Hardie & Lee 2005) customer-base models; their CDNOW purchase fit gives "
-        "r ~ 0.24. Touchpoints are far less dispersed than purchases, so a milder 1.2 is used.",
+        "r ~ 0.24. Touchpoints are far less dispersed than purchases, so a milder 1.0 is used.",
     )
     intent_loyalty_corr: float = _f(
         0.4,
@@ -330,9 +330,9 @@ class GeneratorParams:
     # ---- sessions and events ----
     sessions_per_episode: tuple[tuple[str, float], ...] = _f(
         (
-            ("awareness", 1.8),
-            ("consideration", 2.2),
-            ("decision", 1.6),
+            ("awareness", 2.4),
+            ("consideration", 2.9),
+            ("decision", 1.8),
             ("retention", 2.0),
             ("advocacy", 1.5),
         ),
@@ -354,10 +354,10 @@ class GeneratorParams:
     )
     extra_events_per_session: tuple[tuple[str, float], ...] = _f(
         (
-            ("awareness", 0.9),
-            ("consideration", 2.0),
-            ("decision", 1.5),
-            ("retention", 0.7),
+            ("awareness", 1.2),
+            ("consideration", 2.5),
+            ("decision", 1.8),
+            ("retention", 0.8),
             ("advocacy", 1.0),
         ),
         "Mean (Poisson) number of events in a session beyond the first one, before forced funnel "
@@ -403,16 +403,16 @@ class GeneratorParams:
             (
                 "decision",
                 (
-                    ("pricing_view", 0.20),
-                    ("coupon_view", 0.11),
-                    ("add_to_cart", 0.14),
+                    ("pricing_view", 0.18),
+                    ("coupon_view", 0.10),
+                    ("add_to_cart", 0.22),
                     ("begin_checkout", 0.04),
                     ("support_presale", 0.04),
-                    ("product_view", 0.22),
-                    ("review_read", 0.07),
+                    ("product_view", 0.20),
+                    ("review_read", 0.06),
                     ("compare", 0.05),
-                    ("page_view", 0.06),
-                    ("ad_click", 0.04),
+                    ("page_view", 0.05),
+                    ("ad_click", 0.03),
                     ("ad_impression", 0.03),
                 ),
             ),
@@ -433,7 +433,7 @@ class GeneratorParams:
             (
                 "advocacy",
                 (
-                    ("review_written", 0.13),
+                    ("review_written", 0.10),
                     ("share", 0.10),
                     ("referral", 0.07),
                     ("ugc_post", 0.05),
@@ -460,33 +460,33 @@ class GeneratorParams:
         (
             (
                 "awareness",
-                (("awareness", 0.20), ("consideration", 0.36), ("lapsed", 0.44)),
+                (("awareness", 0.22), ("consideration", 0.34), ("lapsed", 0.44)),
             ),
             (
                 "consideration",
                 (
                     ("awareness", 0.10),
-                    ("consideration", 0.20),
-                    ("decision", 0.32),
+                    ("consideration", 0.22),
+                    ("decision", 0.30),
                     ("lapsed", 0.38),
                 ),
             ),
             (
                 "decision",
                 (
-                    ("consideration", 0.33),
-                    ("decision", 0.12),
-                    ("retention", 0.30),
-                    ("lapsed", 0.25),
+                    ("consideration", 0.38),
+                    ("decision", 0.18),
+                    ("retention", 0.16),
+                    ("lapsed", 0.28),
                 ),
             ),
             (
                 "retention",
-                (("retention", 0.56), ("advocacy", 0.10), ("lapsed", 0.34)),
+                (("retention", 0.58), ("advocacy", 0.06), ("lapsed", 0.36)),
             ),
             (
                 "advocacy",
-                (("retention", 0.50), ("advocacy", 0.20), ("lapsed", 0.30)),
+                (("retention", 0.50), ("advocacy", 0.16), ("lapsed", 0.34)),
             ),
         ),
         "Probability of the next latent stage at the end of an episode, for the average "
@@ -541,6 +541,22 @@ class GeneratorParams:
         "drop out less).",
         "Assumption (recency/frequency predict survival in BG/NBD).",
     )
+    fatigue_lapse_effect: float = _f(
+        0.3,
+        "Interest fatigue: log-odds added to the next transition into lapsed for every "
+        "consecutive episode without progress (a stall, a move back, a retention visit without a "
+        "repeat purchase). Progress (a forward move, a purchase, advocacy, a return after a "
+        "lapse) resets the count.",
+        "Assumption: engagement decays when a journey goes nowhere; it gives a customer's recent "
+        "trajectory (backward moves, stalls, thinning activity) predictive value beyond the "
+        "current stage.",
+    )
+    fatigue_gap_growth: float = _f(
+        0.3,
+        "Interest fatigue: session and transition gaps are multiplied by (1 + growth * count), "
+        "so activity thins out before a customer drops out.",
+        "Assumption (see fatigue_lapse_effect).",
+    )
     transition_gap_days: tuple[tuple[str, float], ...] = _f(
         (
             ("forward", 1.5),
@@ -588,7 +604,7 @@ class GeneratorParams:
     )
     # ---- funnel details ----
     abandon_add_to_cart_prob: float = _f(
-        0.85,
+        0.90,
         "In a decision episode that ends without a purchase (cart abandonment), probability that "
         "its last session contains an add_to_cart.",
         "Baymard Institute: ~70% of carts are abandoned; most abandoned decision visits have "
@@ -601,7 +617,7 @@ class GeneratorParams:
         "account creation, long checkout).",
     )
     repeat_purchase_prob: float = _f(
-        0.085,
+        0.035,
         "Probability that a retention session is a repeat-purchase session (product_view, "
         "add_to_cart, begin_checkout, purchase) for the average customer; raised by loyalty "
         "(0.8 per sd) and intent (0.4 per sd).",
@@ -1096,6 +1112,7 @@ class _Simulator:
             "onboard": np.zeros(m0, bool),
             "winback": np.zeros(m0, bool),
             "alive": np.ones(m0, bool),
+            "idle": np.zeros(m0, np.int16),
         }
         ref_t: list[np.ndarray] = []
         ref_by: list[np.ndarray] = []
@@ -1108,7 +1125,7 @@ class _Simulator:
             return np.concatenate(ref_t), np.concatenate(ref_by)
         return np.zeros(0), np.zeros(0, np.int64)
 
-    def _transition(self, s: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def _transition(self, s: np.ndarray, g: np.ndarray, idle: np.ndarray) -> np.ndarray:
         tb, rng = self.tb, self.rng
         logw = (
             tb.EZ[s] * self.z[g][:, None]
@@ -1116,6 +1133,7 @@ class _Simulator:
             + tb.EA[s] * self.adv[g][:, None]
             + tb.EACT[s] * np.log(self.act[g])[:, None]
         )
+        logw[:, _L] += self.p.fatigue_lapse_effect * idle
         w = tb.P[s] * np.exp(logw)
         c = np.cumsum(w, axis=1)
         r = rng.random(len(s)) * c[:, -1]
@@ -1139,14 +1157,16 @@ class _Simulator:
         s = stage[act].astype(np.int64)
         first = state["first"][act]
         conv = state["converted"][act]
-        nxt = self._transition(s, g)
+        idle = state["idle"][act]
+        nxt = self._transition(s, g, idle)
+        slow = 1.0 + p.fatigue_gap_growth * idle  # interest fatigue thins activity out
 
         # ---- sessions ----
         n_sess = rng.geometric(1.0 / tb.sess_mean[s])
         S = int(n_sess.sum())
         c_start = _seg_starts(n_sess)
         own = np.repeat(np.arange(m), n_sess)
-        gap = rng.exponential(size=S) * (tb.sess_gap[s] / self.act[g])[own]
+        gap = rng.exponential(size=S) * (tb.sess_gap[s] * slow / self.act[g])[own]
         gap[c_start] = 0.0
         sess_u = u[act][own] + _seg_cumsum(gap, c_start, own)
         sess_stage = s[own]
@@ -1210,10 +1230,13 @@ class _Simulator:
         force(ob, _ET["onboarding"], 1)
         wb = c_start[state["winback"][act] & (s == _R)]
         force(wb, _ET["email_click"], 0)
+        repeat_buyer = np.zeros(m, bool)
         if len(ret_sess):
             gr = g[own[ret_sess]]
             prep = _sigmoid(_logit(p.repeat_purchase_prob) + 0.8 * self.loy[gr] + 0.4 * self.z[gr])
             rep = ret_sess[rng.random(len(ret_sess)) < prep]
+            repeat_buyer = np.zeros(m, bool)
+            repeat_buyer[own[rep]] = True
             force(rep, _ET["product_view"], tb.order_key[_ET["product_view"]])
             force(rep, _ET["add_to_cart"], tb.order_key[_ET["add_to_cart"]] + _KEY_JITTER)
             force(rep, _ET["begin_checkout"], _KEY_CHECKOUT)
@@ -1307,10 +1330,10 @@ class _Simulator:
         self._emit(e_g, t_sec, e_type, chan, sess_stage[e_sess], camp, value)
 
         last_u = sess_u[last_sess]
-        pause = rng.exponential(size=m) * tb.G[s, nxt] / self.act[g]
+        pause = rng.exponential(size=m) * tb.G[s, nxt] * slow / self.act[g]
         new_u = last_u + p.min_transition_gap_hours / 24.0 + pause
         new_stage = nxt.copy()
-        lap = nxt == _L
+        lap = nxt == _L  # (a returning customer starts afresh: counted as progress)
         if lap.any():
             li = np.flatnonzero(lap)
             lt = last_t[li] + 1
@@ -1335,6 +1358,9 @@ class _Simulator:
         state["onboard"][act] = bought
         state["winback"][act] = wbk
         state["first"][act] = False
+        # interest fatigue: progress resets the count, going nowhere increments it
+        progress = ((nxt > s) & (nxt != _L)) | repeat_buyer | (s == _V) | lap
+        state["idle"][act] = np.where(progress, 0, np.minimum(idle + 1, 1000))
         stage[act] = new_stage
         u[act] = new_u
 

@@ -112,7 +112,7 @@ def taxonomy_from_dict(data: dict[str, Any], source: str) -> Taxonomy:
     # of the role, so labels can still be stated; such a stage simply never appears in events.
     for role in ROLES:
         role_stage.setdefault(role, role)
-    order = [ROLE_INDEX[r] for r in ROLES if r in {st.get("role", st.get("name")) for st in stages}]
+    order = [ROLE_INDEX[st.get("role", st["name"])] for st in stages]  # as listed in the file
     if order != sorted(order):
         raise bad("stages must be listed in funnel order awareness < consideration < decision < retention < advocacy.")
     conv = data.get("conversion_events", ["purchase"])

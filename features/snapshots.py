@@ -1,0 +1,169 @@
+"""Training snapshots over many cutoffs and the temporal split (SPEC section 4).
+
+Cutoffs lie on one grid of ``step_days``. Per task, the *test* cutoffs are the latest grid points
+whose horizon is fully observed (or the grid points from ``test_from`` on); the *validation*
+cutoffs (for calibration) are the latest grid points whose label window ends by the first test
+cutoff; the *training* cutoffs are earlier still, with label windows ending by the first
+validation cutoff. So every training label window ends at or before the first test cutoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from features.build import FeatureFrame, build_features, eligible
+from features.encode import US_PER_DAY, EncodedEvents, from_us, to_us
+from features.labels import build_labels
+from journey.settings import TASKS, Settings
+
+
+@dataclass(frozen=True)
+class TaskSplit:
+    train: list[int]
+    validation: list[int]
+    test: list[int]
+    note: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.train and self.validation and self.test)
+
+
+@dataclass(frozen=True)
+class CutoffPlan:
+    data_start_us: int
+    observed_until_us: int
+    warmup_days: float
+    grid: list[int]
+    tasks: dict[str, TaskSplit]
+
+    @property
+    def all_cutoffs(self) -> list[int]:
+        return sorted({t for s in self.tasks.values() for t in s.train + s.validation + s.test})
+
+    def describe(self) -> dict:
+        def iso(ts: list[int]) -> list[str]:
+            return [from_us(t).isoformat() for t in ts]
+
+        return {
+            "data_start": from_us(self.data_start_us).isoformat(),
+            "observed_until": from_us(self.observed_until_us).isoformat(),
+            "warmup_days": self.warmup_days,
+            "tasks": {
+                k: {"train": len(s.train), "train_first": iso(s.train[:1]), "train_last": iso(s.train[-1:]),
+                    "validation": iso(s.validation), "test": iso(s.test), "note": s.note}
+                for k, s in self.tasks.items()
+            },
+        }
+
+
+def plan_cutoffs(events: EncodedEvents, settings: Settings) -> CutoffPlan:
+    """The cutoff grid and the per-task temporal split (pure: depends on event times and settings)."""
+    if events.n_events == 0:
+        raise ValueError("no events")
+    start = int(events.ts.min())
+    last = int(events.ts.max())
+    observed_until = (last // US_PER_DAY + 1) * US_PER_DAY  # the day of the last event is observed
+    span_days = (observed_until - start) / US_PER_DAY
+    warmup = settings.warmup_days if settings.warmup_days is not None else min(settings.lookback_days, 0.25 * span_days)
+    first_allowed = start + int(warmup * US_PER_DAY)
+    step = int(settings.step_days * US_PER_DAY)
+    h = settings.horizons
+    horizon = {task: int(getattr(h, task) * US_PER_DAY) for task in TASKS}
+    if settings.test_from is not None:
+        anchor = to_us(settings.test_from)
+    else:
+        anchor = observed_until - min(horizon.values())
+        anchor = (anchor // US_PER_DAY) * US_PER_DAY
+    grid = [anchor - k * step for k in range(0, 10_000) if anchor - k * step >= first_allowed][::-1]
+    if settings.test_from is not None:
+        t = anchor + step
+        while t + min(horizon.values()) <= observed_until:
+            grid.append(t)
+            t += step
+    tasks: dict[str, TaskSplit] = {}
+    for task in TASKS:
+        H = horizon[task]
+        observed = [t for t in grid if t + H <= observed_until]
+        if settings.test_from is not None:
+            test = [t for t in observed if t >= anchor]
+        else:
+            test = observed[-settings.test_cutoffs:]
+        if not test:
+            tasks[task] = TaskSplit([], [], [], f"no cutoff has its {getattr(h, task):g}-day horizon observed in the data")
+            continue
+        before = [t for t in grid if t + H <= test[0]]
+        validation = before[-settings.validation_cutoffs:]
+        train = [t for t in before if validation and t + H <= validation[0]]
+        note = ""
+        if not train and len(before) > len(validation):
+            train = before[: -len(validation)]
+            note = "data too short for non-overlapping training and validation label windows; they overlap"
+        elif not train:
+            note = f"not enough history before the first test cutoff for a {getattr(h, task):g}-day horizon"
+        tasks[task] = TaskSplit(train, validation, test, note)
+    return CutoffPlan(start, observed_until, float(warmup), grid, tasks)
+
+
+@dataclass
+class Snapshots:
+    """Eligible customers at each cutoff: features, observed stage and every label."""
+
+    names: list[str]
+    X: np.ndarray  # float32
+    customer_ids: np.ndarray
+    cutoff_us: np.ndarray  # int64
+    observed_stage: np.ndarray  # int8
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # task -> label (stage: int8 role index)
+
+    def rows(self, cutoffs: list[int]) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.cutoff_us, np.asarray(cutoffs, dtype=np.int64)))
+
+
+def build_snapshots(
+    events: EncodedEvents,
+    plan: CutoffPlan,
+    settings: Settings,
+    *,
+    sample_train_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Snapshots:
+    """Features and labels of the eligible customers at every cutoff of ``plan``.
+
+    Training-only cutoffs are sampled down so that their rows total at most ``sample_train_rows``;
+    validation and test cutoffs are kept whole."""
+    cutoffs = plan.all_cutoffs
+    keep_whole = {t for s in plan.tasks.values() for t in s.validation + s.test}
+    n_train_only = max(1, len([t for t in cutoffs if t not in keep_whole]))
+    per_cutoff = None if sample_train_rows is None else max(1, sample_train_rows // n_train_only)
+    rng = np.random.default_rng(settings.seed)
+    names: list[str] = []
+    Xs, ids, cut, obs, labs = [], [], [], [], []
+    for i, t in enumerate(cutoffs):
+        ff = build_features(events, t, settings)
+        rows = np.flatnonzero(eligible(ff, settings))
+        if per_cutoff is not None and t not in keep_whole and len(rows) > per_cutoff:
+            rows = np.sort(rng.choice(rows, per_cutoff, replace=False))
+        lab = build_labels(events, t, settings, ff.source_index[rows])
+        names = ff.names
+        Xs.append(np.ascontiguousarray(ff.X[rows]))
+        ids.append(ff.customer_ids[rows])
+        cut.append(np.full(len(rows), t, np.int64))
+        obs.append(ff.observed_stage[rows])
+        labs.append({task: lab.task(task) for task in TASKS})
+        del ff
+        if progress:
+            progress(i + 1, len(cutoffs))
+    if not Xs:
+        raise ValueError("no cutoffs to build snapshots at")
+    return Snapshots(
+        names=names,
+        X=np.concatenate(Xs),
+        customer_ids=np.concatenate(ids),
+        cutoff_us=np.concatenate(cut),
+        observed_stage=np.concatenate(obs),
+        labels={task: np.concatenate([lab[task] for lab in labs]) for task in TASKS},
+    )

@@ -1,0 +1,340 @@
+"""The ``journey`` command line (typer + rich). File reading and writing happen here, at the edge."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from journey.errors import JourneyError
+
+app = typer.Typer(help="Customer journey stage prediction: train, evaluate, register, serve and score.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+out = Console()
+STATE = {"debug": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    STATE["debug"] = debug
+
+
+@contextmanager
+def friendly() -> Iterator[None]:
+    """One clear line plus a hint, non-zero exit, no traceback (unless --debug)."""
+    try:
+        yield
+    except JourneyError as exc:
+        if STATE["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        if exc.hint:
+            console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]: no partial output was written.")
+        raise typer.Exit(130) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True)
+
+
+def _taxonomy_and_settings(events: Path, taxonomy: str | None, config: Path | None, horizon: list[str], overrides: dict):
+    from journey.io import taxonomy_hint
+    from journey.settings import build_settings, parse_horizon_flags, read_config_file
+    from journey.taxonomy import load_taxonomy
+
+    cfg = read_config_file(config) if config else {}
+    name = taxonomy or cfg.get("taxonomy") or taxonomy_hint(events) or "five_stage"
+    tax = load_taxonomy(name)
+    cli = {k: v for k, v in overrides.items() if v is not None}
+    hz = parse_horizon_flags(horizon)
+    if hz:
+        cli["horizons"] = hz
+    settings = build_settings(tax.settings, cfg, cli | {"taxonomy": name}, source=str(config or "settings"))
+    return tax, settings
+
+
+def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None):
+    from journey import io
+    from journey.events import Validated
+
+    if unknown_stage:
+        from journey.io import event_files, read_raw
+
+        types = set()
+        for f in event_files(events):
+            types |= set(read_raw(f)["event_type"].dropna().astype(str).str.strip())
+        tax = tax.with_unknown(sorted(t for t in types if t and t not in tax.event_role), unknown_stage)
+    result: Validated = io.read_events(events, tax, allow_rejects=rejects is not None)
+    if rejects is not None:
+        io.write_table(result.rejects, rejects)
+        console.print(f"{result.n_problems} problem(s) in {len(result.rejects)} row(s) written to {rejects}")
+    if result.duplicates_removed:
+        console.print(f"{result.duplicates_removed} exact duplicate event(s) removed")
+    return result, tax
+
+
+@app.command()
+def generate(
+    customers: int = typer.Option(..., "--customers", help="Number of customers to simulate."),
+    out_path: Path = typer.Option(..., "--out", help="Output events file (.parquet, .csv, .jsonl)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same journeys."),
+    days: int = typer.Option(365, "--days", help="Length of the simulated period in days."),
+    start: str = typer.Option("2025-01-01", "--start", help="First day of the simulated period."),
+) -> None:
+    """Synthetic social-media customer journeys (with the true latent stage in column true_stage)."""
+    with friendly():
+        from journey.generate import generate_events
+        from journey.io import write_table
+
+        t0 = time.time()
+        df = generate_events(customers, seed=seed, start=start, days=days)
+        write_table(df, out_path, taxonomy="five_stage")
+        out.print(f"{len(df):,} events for {customers:,} customers written to {out_path} in {time.time() - t0:.1f}s")
+
+
+@app.command()
+def convert(
+    dataset: str = typer.Argument(..., help="cdnow, olist-funnel or rees46"),
+    src: Path = typer.Argument(..., help="Source file or folder (see data/real/README.md)."),
+    out_path: Path = typer.Option(..., "--out", help="Output events file (.parquet keeps the taxonomy preset)."),
+) -> None:
+    """Convert a real public dataset to canonical events, with its taxonomy preset."""
+    with friendly():
+        from journey.convert import CONVERTERS
+        from journey.io import write_table
+
+        if dataset not in CONVERTERS:
+            raise JourneyError(f"unknown dataset {dataset!r}.", f"use one of {sorted(CONVERTERS)}.")
+        fn, preset = CONVERTERS[dataset]
+        df = fn(src)
+        write_table(df, out_path, taxonomy=preset)
+        out.print(f"{len(df):,} events, {df['customer_id'].nunique():,} customers -> {out_path} (taxonomy preset '{preset}')")
+
+
+@app.command()
+def validate(
+    events: Path = typer.Option(..., "--events", help="Events file or folder."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Preset name or TOML file (default: the file's preset or five_stage)."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Write every invalid row with its reason here."),
+) -> None:
+    """Check an events file against the schema and taxonomy; report every problem (exit 1 if any)."""
+    with friendly():
+        from journey import io
+        from journey.taxonomy import load_taxonomy
+
+        tax = load_taxonomy(taxonomy or io.taxonomy_hint(events) or "five_stage")
+        result = io.read_events(events, tax, allow_rejects=True)
+        if rejects is not None:
+            io.write_table(result.rejects, rejects)
+        for p in result.problems:
+            out.print(p.message, highlight=False, soft_wrap=True)
+        out.print(
+            f"{len(result.events):,} valid events, {result.events['customer_id'].nunique():,} customers, "
+            f"{len(result.rejects):,} invalid row(s) with {result.n_problems:,} problem(s), {result.duplicates_removed:,} duplicate(s) removed"
+            + (f"; unknown event types: {result.unknown_event_types}" if result.unknown_event_types else "")
+        )
+        if result.n_problems:
+            raise typer.Exit(1)
+
+
+def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | None = None, unknown_stage: str | None = None, model_name: str | None = None) -> dict:
+    """Train, evaluate, write the report, log to MLflow and register a challenger (shared by train and demo)."""
+    from features.encode import encode
+    from training import gate, tracking
+    from training.pipeline import train_and_evaluate
+    from training.report import write_report
+
+    result, tax = _read(events, tax, rejects, unknown_stage)
+    with progress_bar() as bar:
+        tasks = {}
+
+        def progress(stage: str, i: int, n: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"building {stage}" if stage == "snapshots" else "training models", total=n)
+            bar.update(tasks[stage], completed=i)
+
+        enc = encode(result.events, tax)
+        outcome = train_and_evaluate(result.events, tax, settings, progress=progress, encoded=enc)
+    for m in outcome.messages:
+        console.print(f"[yellow]note:[/] {m}", highlight=False)
+    name = model_name or settings.model_name
+    tracking.configure()
+    champion_version = tracking.current_champion(name)
+    champ_scores = None
+    if champion_version is not None:
+        try:
+            champ = tracking.load_predictor(f"models:/{name}/{champion_version}")
+            champ_scores = gate.primary_scores(champ, enc, outcome.evals)
+        except JourneyError as exc:
+            console.print(f"[yellow]note:[/] champion v{champion_version} could not be evaluated on this test data: {exc.message}")
+            champion_version = None
+    outcome.report["gate"] = {"champion_version": champion_version, "challenger": gate.challenger_scores(outcome.report), "champion": champ_scores}
+    plots = write_report(outcome, report_dir)
+    logged = tracking.log_training_run(outcome, result.events, settings, report_dir, plots, name)
+    tracking.record_gate(logged["run_id"], gate.challenger_scores(outcome.report), champ_scores, champion_version)
+    return logged | {"outcome": outcome}
+
+
+def summary_table(report: dict) -> Table:
+    table = Table(title="Test metrics (model vs baselines)")
+    for col in ("task", "n_test", "metric", "model", "baselines"):
+        table.add_column(col)
+    for task, res in report["tasks"].items():
+        if "skipped" in res:
+            table.add_row(task, "-", "-", "skipped", res["skipped"])
+            continue
+        metric = "macro_f1" if task == "stage" else "roc_auc"
+        base = ", ".join(f"{b} {m.get(metric, float('nan')):.3f}" for b, m in res["baselines"].items())
+        table.add_row(task, str(res["n_test"]), metric, f"{res['model'][metric]:.3f}", base)
+    return table
+
+
+@app.command()
+def train(
+    events: Path = typer.Option(..., "--events", help="Events file or folder."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Preset name or TOML file (default: the file's preset or five_stage)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Settings TOML file."),
+    horizon: list[str] = typer.Option([], "--horizon", help="TASK=DAYS, e.g. churn=91 (repeatable)."),
+    test_from: Optional[str] = typer.Option(None, "--test-from", help="First test cutoff (date)."),
+    report: Path = typer.Option(Path("report"), "--report", help="Folder for report.json and report.html."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
+    unknown_stage: Optional[str] = typer.Option(None, "--unknown-stage", help="Map unknown event types to this stage."),
+    model_name: Optional[str] = typer.Option(None, "--name", help="Registered model name (default journey-stage)."),
+) -> None:
+    """Build snapshots, train one model per task, evaluate against baselines, log and register a challenger."""
+    with friendly():
+        tax, settings = _taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
+        logged = run_training(events, tax, settings, report, rejects, unknown_stage, model_name)
+        out.print(summary_table(logged["outcome"].report))
+        out.print(f"report: {report / 'report.html'}  |  registered {logged['model_uri']} as challenger (run {logged['run_id']})")
+
+
+@app.command()
+def evaluate(
+    events: Path = typer.Option(..., "--events", help="Events file or folder."),
+    model: str = typer.Option("models:/journey-stage@champion", "--model", help="MLflow model URI."),
+    report: Path = typer.Option(Path("evaluation"), "--report", help="Folder for report.json."),
+) -> None:
+    """Evaluate a registered model on new data (its own settings, latest test cutoffs)."""
+    with friendly():
+        from features.encode import encode
+        from journey import io
+        from training import gate, tracking
+        from training.pipeline import train_and_evaluate  # noqa: F401 (plan and labels)
+
+        predictor = tracking.load_predictor(model)
+        result = io.read_events(events, predictor.taxonomy)
+        enc = encode(result.events, predictor.taxonomy)
+        evaluation = gate.evaluate_predictor(predictor, enc)
+        io.write_json(evaluation, report / "report.json")
+        out.print_json(data=evaluation["tasks"])
+        out.print(f"evaluation of {model} written to {report / 'report.json'}")
+
+
+@app.command()
+def promote(
+    name: str = typer.Option("journey-stage", "--name", help="Registered model name."),
+) -> None:
+    """Champion/challenger gate: promote the challenger if at least as good on the champion's primary metrics."""
+    with friendly():
+        from training import tracking
+
+        d = tracking.promote(name)
+        for k, v in d["comparisons"].items():
+            out.print(f"{k}: challenger {v['challenger']} vs champion {v['champion']} -> {'ok' if v['passed'] else 'worse'}")
+        verdict = "promoted to champion" if d["promoted"] else "not promoted"
+        out.print(f"{name} v{d['challenger']}: {verdict} ({d['reason']})")
+
+
+@app.command()
+def score(
+    events: Path = typer.Option(..., "--events", help="Events file or folder."),
+    out_path: Path = typer.Option(..., "--out", help="Output .parquet or .csv (written atomically)."),
+    model: str = typer.Option("models:/journey-stage@champion", "--model", help="MLflow model URI."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Score as of this time (default: the latest event)."),
+    engine: str = typer.Option("local", "--engine", help="local or spark."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
+    reasons: bool = typer.Option(False, "--reasons", help="Add per-customer top reasons (slower)."),
+    spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master URL for --engine spark."),
+    partitions: int = typer.Option(16, "--partitions", help="Customer partitions (bounds memory)."),
+) -> None:
+    """Batch scoring: one output row per eligible customer."""
+    with friendly():
+        from serving.batch import score_file
+
+        if engine not in ("local", "spark"):
+            raise JourneyError(f"--engine {engine!r}: expected local or spark.", "use --engine local or --engine spark.")
+        counts = score_file(events, out_path, model_uri=model, as_of=as_of, engine=engine, rejects=rejects, reasons=reasons, spark_master=spark_master, partitions=partitions, progress=progress_bar)
+        out.print(
+            f"scored {counts['scored']:,} customers, {counts['ineligible']:,} skipped as ineligible, "
+            f"{counts['rejected']:,} rows rejected -> {out_path}"
+        )
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("models:/journey-stage@champion", "--model", help="MLflow model URI."),
+    port: int = typer.Option(3000, "--port", help="HTTP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+) -> None:
+    """Start the HTTP prediction service (BentoML)."""
+    with friendly():
+        env = dict(os.environ, JOURNEY_MODEL_URI=model)
+        from training.tracking import configure
+
+        env.setdefault("MLFLOW_TRACKING_URI", configure())
+        cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:JourneyService", "--host", host, "--port", str(port)]
+        os.execvpe(cmd[0], cmd, env)
+
+
+@app.command()
+def demo(
+    customers: int = typer.Option(8000, "--customers", help="Synthetic customers to generate."),
+    workdir: Path = typer.Option(Path("journey-demo"), "--workdir", help="Where data, reports, scores and the MLflow store go."),
+    seed: int = typer.Option(7, "--seed"),
+) -> None:
+    """The main job: generate, train, evaluate, register, promote, score; print where everything is."""
+    with friendly():
+        from journey.generate import generate_events
+        from journey.io import write_table
+        from journey.settings import build_settings
+        from journey.taxonomy import load_taxonomy
+        from serving.batch import score_file
+        from training import tracking
+
+        t0 = time.time()
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("JOURNEY_HOME", str((workdir / "mlflow").resolve()))
+        events_path = workdir / "events.parquet"
+        df = generate_events(customers, seed=seed, days=365)
+        write_table(df, events_path, taxonomy="five_stage")
+        console.print(f"generated {len(df):,} events for {customers:,} customers -> {events_path}")
+        tax = load_taxonomy("five_stage")
+        settings = build_settings(tax.settings, {"bootstrap_rounds": 100})
+        logged = run_training(events_path, tax, settings, workdir / "report")
+        d = tracking.promote(settings.model_name)
+        scores_path = workdir / "scores.parquet"
+        counts = score_file(events_path, scores_path, model_uri=f"models:/{settings.model_name}@champion", progress=progress_bar)
+        out.print(summary_table(logged["outcome"].report))
+        out.print(f"promotion: v{d['challenger']} {'promoted to champion' if d['promoted'] else 'not promoted'} ({d['reason']})")
+        out.print(f"report:       {workdir / 'report' / 'report.html'}  (and report.json)")
+        out.print(f"scores:       {scores_path}  ({counts['scored']:,} customers)")
+        out.print(f"MLflow store: {tracking.configure()}")
+        out.print(f"MLflow UI:    mlflow ui --backend-store-uri {tracking.configure()}")
+        out.print(f"HTTP service: JOURNEY_HOME={os.environ['JOURNEY_HOME']} journey serve --port 3000")
+        out.print(f"done in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,133 @@
+"""The one scoring path: canonical events -> features -> predictions -> next best action.
+
+Batch scoring, Spark (per customer group), the HTTP service and the Python API all call
+:func:`score_events`, so the same history gets the same answer everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from features.build import eligible
+from features.encode import encode, from_us, to_us
+from journey.taxonomy import LAPSED, LAPSED_INDEX
+from serving.playbook import Playbook, load_playbook
+from training.predictor import BINARY_TASKS, JourneyPredictor
+
+
+def output_columns(predictor: JourneyPredictor, reasons: bool = False) -> list[str]:
+    cols = ["customer_id", "as_of", "eligible", "observed_stage", "stage"]
+    cols += [f"stage_probability_{s}" for s in predictor.taxonomy.stages]
+    cols += [f"{t}_probability" for t in BINARY_TASKS]
+    cols += ["next_best_action", "next_best_action_rule", "next_best_action_message", "next_best_action_because", "model_name", "model_version"]
+    return cols + (["reasons"] if reasons else [])
+
+
+def score_events(
+    predictor: JourneyPredictor,
+    events: pd.DataFrame,
+    as_of: object = None,
+    *,
+    playbook: Playbook | None = None,
+    reasons: bool = False,
+    eligible_only: bool = True,
+    top_k: int = 3,
+) -> pd.DataFrame:
+    """Score every customer of canonical ``events`` as of ``as_of`` (default: the latest event).
+
+    ``eligible_only`` keeps the customers with an event in the eligibility window (batch);
+    the HTTP service scores every customer it is asked about. Customers without any event at or
+    before ``as_of`` cannot be scored and are left out (the caller reports them)."""
+    playbook = playbook or load_playbook()
+    cols = output_columns(predictor, reasons)
+    if len(events) == 0:
+        return pd.DataFrame(columns=cols)
+    t_us = to_us(as_of) if as_of is not None else int(events["timestamp"].max().value // 1000)
+    enc = encode(events, predictor.taxonomy)
+    ff = predictor.features(enc, t_us)
+    elig = eligible(ff, predictor.settings)
+    rows = np.flatnonzero(elig) if eligible_only else np.arange(len(ff.customer_ids))
+    pred = predictor.predict(ff, rows)
+    stage = pred.stage
+    why = predictor.reasons(ff, rows, stage, top_k) if reasons else None
+    needed = sorted(playbook.features_needed)
+    feat_idx = [predictor.feature_names.index(n) for n in needed]
+    out: dict[str, list] = {c: [] for c in cols}
+    name = predictor.info.get("name", "")
+    version = str(predictor.info.get("version", ""))
+    as_of_iso = from_us(t_us).isoformat()
+    for i, r in enumerate(rows):
+        probs = {t: _num(pred.binary[t][i]) for t in BINARY_TASKS}
+        role = _role(predictor, stage[i])
+        feats = {n: float(ff.X[r, j]) for n, j in zip(needed, feat_idx)}
+        nba = playbook.decide(role, probs, feats)
+        out["customer_id"].append(str(ff.customer_ids[r]))
+        out["as_of"].append(as_of_iso)
+        out["eligible"].append(bool(elig[r]))
+        out["observed_stage"].append(pred.observed_stage[i])
+        out["stage"].append(stage[i])
+        for j, s in enumerate(pred.stage_names):
+            out[f"stage_probability_{s}"].append(_num(pred.stage_proba[i, j]))
+        for t in BINARY_TASKS:
+            out[f"{t}_probability"].append(probs[t])
+        out["next_best_action"].append(nba["action"])
+        out["next_best_action_rule"].append(nba["rule"])
+        out["next_best_action_message"].append(nba["message"])
+        out["next_best_action_because"].append(nba["because"])
+        out["model_name"].append(name)
+        out["model_version"].append(version)
+        if reasons:
+            out["reasons"].append(json.dumps(why[i], sort_keys=True))
+    frame = pd.DataFrame(out, columns=cols)
+    for c in cols:
+        if c.endswith("_probability") or c.startswith("stage_probability_"):
+            frame[c] = frame[c].astype("float64")
+    return frame
+
+
+def to_records(frame: pd.DataFrame, predictor: JourneyPredictor) -> list[dict]:
+    """Flat rows -> the HTTP response shape of SPEC section 8."""
+    stages = predictor.taxonomy.stages
+    recs = []
+    for row in frame.to_dict(orient="records"):
+        rec = {
+            "customer_id": row["customer_id"],
+            "as_of": row["as_of"],
+            "observed_stage": row["observed_stage"],
+            "stage": row["stage"],
+            "stage_probabilities": {s: _num(row[f"stage_probability_{s}"]) for s in stages},
+            "churn_probability": _num(row["churn_probability"]),
+            "advocacy_probability": _num(row["advocacy_probability"]),
+            "conversion_probability": _num(row["conversion_probability"]),
+            "next_best_action": {
+                "action": row["next_best_action"],
+                "message": row["next_best_action_message"],
+                "because": row["next_best_action_because"],
+                "rule": row["next_best_action_rule"],
+            },
+            "reasons": json.loads(row["reasons"]) if isinstance(row.get("reasons"), str) else {},
+            "model": {"name": row["model_name"], "version": row["model_version"]},
+        }
+        recs.append(rec)
+    return recs
+
+
+def _role(predictor: JourneyPredictor, stage: str | None) -> str:
+    if stage is None:
+        return LAPSED
+    if stage == LAPSED:
+        return LAPSED
+    return predictor.taxonomy.role_of_stage(stage)
+
+
+def _num(v) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if np.isnan(v) else v
+
+
+__all__ = ["score_events", "to_records", "output_columns", "LAPSED_INDEX"]

@@ -1,0 +1,96 @@
+"""Evaluation metrics (scikit-learn where it has them) and bootstrap intervals over customers."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10, sample_weight: np.ndarray | None = None) -> float:
+    """Weighted mean |observed rate - mean predicted| over equal-width probability bins."""
+    w = np.ones(len(y)) if sample_weight is None else sample_weight
+    idx = np.clip((p * bins).astype(int), 0, bins - 1)
+    tot = np.bincount(idx, weights=w, minlength=bins)
+    obs = np.bincount(idx, weights=w * y, minlength=bins)
+    conf = np.bincount(idx, weights=w * p, minlength=bins)
+    nz = tot > 0
+    return float(np.sum(np.abs(obs[nz] - conf[nz])) / tot.sum())
+
+
+def lift_top_decile(y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Positive rate among the top 10% scores divided by the overall positive rate."""
+    w = np.ones(len(y)) if sample_weight is None else sample_weight
+    order = np.argsort(-score, kind="stable")
+    cw = np.cumsum(w[order])
+    top = order[cw <= 0.1 * cw[-1]] if len(order) else order
+    if len(top) == 0:
+        top = order[:1]
+    base = np.sum(w * y) / np.sum(w)
+    return float((np.sum(w[top] * y[top]) / np.sum(w[top])) / base) if base > 0 else float("nan")
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, sample_weight: np.ndarray | None = None, *, probabilities: bool = True) -> dict:
+    y = y.astype(int)
+    out = {
+        "roc_auc": float(roc_auc_score(y, p, sample_weight=sample_weight)),
+        "pr_auc": float(average_precision_score(y, p, sample_weight=sample_weight)),
+    }
+    if probabilities:
+        out["brier"] = float(brier_score_loss(y, p, sample_weight=sample_weight))
+        out["ece"] = expected_calibration_error(y, p, sample_weight=sample_weight)
+        out["lift_top_decile"] = lift_top_decile(y, p, sample_weight)
+    return out
+
+
+def stage_metrics(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: list[str], sample_weight=None) -> dict:
+    out = {
+        "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0, sample_weight=sample_weight)),
+        "accuracy": float(accuracy_score(y, pred, sample_weight=sample_weight)),
+    }
+    if proba is not None:
+        out["log_loss"] = float(log_loss(y, np.clip(proba, 1e-7, 1), labels=classes, sample_weight=sample_weight))
+    return out
+
+
+def stage_details(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    return {
+        "per_stage": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, c in enumerate(classes)},
+        "confusion_matrix": {"labels": classes, "matrix": confusion_matrix(y, pred, labels=classes).tolist()},
+    }
+
+
+def bootstrap_ci(metric, customers: np.ndarray, rounds: int, seed: int) -> list[float] | None:
+    """95% percentile interval of ``metric(sample_weight)`` resampling customers with replacement.
+
+    Rows of one customer (several cutoffs) move together: weights are the customer's draw count."""
+    if rounds <= 0:
+        return None
+    codes, uniq = _codes(customers)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(rounds):
+        counts = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq)).astype(float)
+        w = counts[codes]
+        try:
+            vals.append(metric(w))
+        except ValueError:  # a resample with one class only
+            continue
+    if len(vals) < max(10, rounds // 2):
+        return None
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _codes(customers: np.ndarray):
+    uniq, codes = np.unique(customers.astype(str), return_inverse=True)
+    return codes, uniq

@@ -1,0 +1,249 @@
+"""Training and evaluation: snapshots -> per-task LightGBM + calibration -> metrics beside baselines.
+
+Pure with respect to files: takes canonical events, returns the predictor, the report dict and the
+test-set data the plots need. The CLI writes files and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from features.encode import EncodedEvents, encode, from_us
+from features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
+from journey.settings import TASKS, Settings
+from journey.taxonomy import Taxonomy
+from training.metrics import binary_metrics, bootstrap_ci, stage_details, stage_metrics
+from training.models import fit_task
+from training.predictor import BINARY_TASKS, JourneyPredictor
+
+LR_MAX_ROWS = 20_000
+
+
+@dataclass
+class TaskEval:
+    """Test-set arrays for one task (for plots and the promotion gate)."""
+
+    y: np.ndarray
+    proba: np.ndarray  # stage: (n, k) over classes; binary: (n,)
+    classes: list
+    baselines: dict[str, np.ndarray]  # name -> score (binary) or predicted stage (stage)
+    customers: np.ndarray
+    cutoffs: np.ndarray
+    importance: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainOutcome:
+    predictor: JourneyPredictor
+    report: dict
+    evals: dict[str, TaskEval]
+    plan: CutoffPlan
+    snapshots: Snapshots
+    messages: list[str]
+
+
+def fingerprint(events: pd.DataFrame) -> dict:
+    h = hashlib.sha256(pd.util.hash_pandas_object(events, index=False).to_numpy().tobytes()).hexdigest()[:16]
+    return {
+        "events": int(len(events)),
+        "customers": int(events["customer_id"].nunique()),
+        "start": events["timestamp"].min().isoformat() if len(events) else None,
+        "end": events["timestamp"].max().isoformat() if len(events) else None,
+        "fingerprint": h,
+    }
+
+
+def _stage_names(tax: Taxonomy, role_idx: np.ndarray) -> np.ndarray:
+    lookup = np.array([tax.stage_of_role_index(i) for i in range(6)], dtype=object)
+    return lookup[role_idx.astype(int)]
+
+
+def baseline_scores(task: str, names: list[str], X: np.ndarray, settings: Settings) -> dict[str, np.ndarray]:
+    """SPEC 6 rule baselines as scores (higher = more likely positive)."""
+    col = {n: i for i, n in enumerate(names)}
+
+    def f(name: str, fill: float) -> np.ndarray:
+        v = X[:, col[name]].astype(float)
+        return np.where(np.isnan(v), fill, v)
+
+    if task == "churn":
+        rec = "days_since_last_conversion" if settings.churn_activity == "conversions" else "days_since_last_event"
+        return {"recency": f(rec, 1e6)}
+    if task == "advocacy":
+        return {"past_advocacy": f("events_all_by_stage_advocacy", 0), "recency": -f("days_since_last_event", 1e6)}
+    return {"recency": -f("days_since_last_event", 1e6), "past_conversion": f("conversions_all", 0)}
+
+
+def _logistic(X_tr: np.ndarray, y_tr: np.ndarray, seed: int):
+    if len(y_tr) > LR_MAX_ROWS:
+        idx = np.random.default_rng(seed).choice(len(y_tr), LR_MAX_ROWS, replace=False)
+        X_tr, y_tr = X_tr[idx], y_tr[idx]
+    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LogisticRegression(max_iter=100, tol=1e-3, C=0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X_tr, y_tr)
+    return model
+
+
+def train_and_evaluate(
+    events: pd.DataFrame,
+    taxonomy: Taxonomy,
+    settings: Settings,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    encoded: EncodedEvents | None = None,
+) -> TrainOutcome:
+    enc = encoded if encoded is not None else encode(events, taxonomy)
+    plan = plan_cutoffs(enc, settings)
+    snaps = build_snapshots(
+        enc, plan, settings, sample_train_rows=settings.max_train_rows,
+        progress=(lambda i, n: progress("snapshots", i, n)) if progress else None,
+    )
+    names = snaps.names
+    messages: list[str] = []
+    models, skipped, evals = {}, {}, {}
+    report_tasks: dict[str, dict] = {}
+    for k, task in enumerate(TASKS):
+        if progress:
+            progress("models", k, len(TASKS))
+        split = plan.tasks[task]
+        if split.note:
+            messages.append(f"{task}: {split.note}")
+        if not split.usable:
+            skipped[task] = split.note or "not enough cutoffs"
+            continue
+        y_all = snaps.labels[task]
+        if task == "stage":
+            y_all = _stage_names(taxonomy, y_all)
+            ok_all = np.ones(len(y_all), bool)
+        else:
+            ok_all = ~np.isnan(y_all)
+        parts = {}
+        for part in ("train", "validation", "test"):
+            r = snaps.rows(getattr(split, part))
+            parts[part] = r[ok_all[r]]
+        tr, va, te = parts["train"], parts["validation"], parts["test"]
+        reason = _unsupported(task, y_all, tr, va, te)
+        if reason:
+            skipped[task] = reason
+            messages.append(f"{task}: skipped: {reason}")
+            continue
+        y_tr, y_va, y_te = y_all[tr], y_all[va], y_all[te]
+        if task != "stage":
+            y_tr, y_va, y_te = (a.astype(int) for a in (y_tr, y_va, y_te))
+        model = fit_task(task, names, snaps.X[tr], y_tr, snaps.X[va], y_va, settings)
+        models[task] = model
+        X_te = snaps.X[te]
+        proba = model.proba(X_te)
+        lr = _logistic(snaps.X[tr], y_tr, settings.seed)
+        lr_proba = lr.predict_proba(X_te)
+        cust = snaps.customer_ids[te]
+        B, seed = settings.bootstrap_rounds, settings.seed
+        imp = dict(zip(names, model.booster.booster_.feature_importance("gain").astype(float)))
+        if task == "stage":
+            classes = list(model.classes)
+            pred = np.array(classes, dtype=object)[model.decide(proba)]
+            persistence = _stage_names(taxonomy, snaps.observed_stage[te])
+            lr_pred = lr.predict(X_te)
+            lr_full = _align(lr_proba, list(lr.classes_), classes)
+            res = {
+                "n_test": int(len(te)),
+                "model": stage_metrics(y_te, pred, proba, classes) | stage_details(y_te, pred, classes),
+                "baselines": {
+                    "persistence": stage_metrics(y_te, persistence, None, classes) | stage_details(y_te, persistence, classes),
+                    "logistic_regression": stage_metrics(y_te, lr_pred, lr_full, classes),
+                },
+                "calibration": model.calibration_method,
+                "best_iteration": model.best_iteration,
+            }
+            res["ci95"] = {
+                "model.macro_f1": bootstrap_ci(lambda w: stage_metrics(y_te, pred, None, classes, w)["macro_f1"], cust, B, seed),
+                "persistence.macro_f1": bootstrap_ci(lambda w: stage_metrics(y_te, persistence, None, classes, w)["macro_f1"], cust, B, seed),
+            }
+            evals[task] = TaskEval(y_te, proba, classes, {"persistence": persistence, "logistic_regression": lr_pred}, cust, snaps.cutoff_us[te], imp)
+        else:
+            p = proba[:, 1]
+            base = baseline_scores(task, names, X_te, settings)
+            res = {
+                "n_test": int(len(te)),
+                "positive_rate": float(y_te.mean()),
+                "model": binary_metrics(y_te, p),
+                "baselines": {name: binary_metrics(y_te, s, probabilities=False) for name, s in base.items()}
+                | {"logistic_regression": binary_metrics(y_te, lr_proba[:, 1])},
+                "calibration": model.calibration_method,
+                "best_iteration": model.best_iteration,
+            }
+            first = next(iter(base))
+            res["ci95"] = {
+                "model.roc_auc": bootstrap_ci(lambda w: binary_metrics(y_te, p, w, probabilities=False)["roc_auc"], cust, B, seed),
+                "model.pr_auc": bootstrap_ci(lambda w: binary_metrics(y_te, p, w, probabilities=False)["pr_auc"], cust, B, seed),
+                f"{first}.roc_auc": bootstrap_ci(lambda w: binary_metrics(y_te, base[first], w, probabilities=False)["roc_auc"], cust, B, seed),
+            }
+            evals[task] = TaskEval(y_te, p, [0, 1], base | {"logistic_regression": lr_proba[:, 1]}, cust, snaps.cutoff_us[te], imp)
+        res["test_cutoffs"] = [from_us(t).isoformat() for t in split.test]
+        res["train_rows"], res["validation_rows"] = int(len(tr)), int(len(va))
+        report_tasks[task] = res
+    for task, why in skipped.items():
+        report_tasks.setdefault(task, {"skipped": why})
+    if progress:
+        progress("models", len(TASKS), len(TASKS))
+    fp = fingerprint(events)
+    report = {
+        "dataset": fp,
+        "settings": {
+            "taxonomy": taxonomy.name,
+            "horizons_days": settings.horizons.model_dump(),
+            "all": settings.model_dump(mode="json"),
+        },
+        "cutoffs": plan.describe(),
+        "tasks": report_tasks,
+        "messages": messages,
+        "feature_count": len(names),
+    }
+    predictor = JourneyPredictor(
+        taxonomy=taxonomy, settings=settings, feature_names=names, models=models, skipped=skipped,
+        info={"dataset": fp, "test_metrics": headline_metrics(report)},
+    )
+    return TrainOutcome(predictor, report, evals, plan, snaps, messages)
+
+
+def _unsupported(task: str, y: np.ndarray, tr, va, te) -> str | None:
+    for part, r in (("training", tr), ("validation", va), ("test", te)):
+        if len(r) == 0:
+            return f"no {part} rows"
+        if len(np.unique(y[r])) < 2:
+            only = np.unique(y[r])
+            what = "positive examples" if task != "stage" else "variety of stages"
+            return f"the {part} rows have no {what} (only {only.tolist()}); this data cannot support the task"
+    return None
+
+
+def _align(proba: np.ndarray, have: list, want: list) -> np.ndarray:
+    out = np.zeros((len(proba), len(want)))
+    for j, c in enumerate(have):
+        if c in want:
+            out[:, want.index(c)] = proba[:, j]
+    return out
+
+
+PRIMARY = {"stage": "macro_f1", "churn": "roc_auc", "conversion": "roc_auc"}
+
+
+def headline_metrics(report: dict) -> dict[str, float]:
+    """Flat ``task.metric`` -> value of the model's test metrics (for MLflow and the gate)."""
+    out = {}
+    for task, res in report["tasks"].items():
+        for k, v in res.get("model", {}).items():
+            if isinstance(v, (int, float)):
+                out[f"{task}.{k}"] = float(v)
+    return out

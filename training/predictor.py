@@ -1,0 +1,125 @@
+"""The whole predictor: taxonomy + settings + feature version + one calibrated model per task.
+
+It is what MLflow stores (inside a pyfunc model) and what training, batch, Spark and the HTTP
+service all call: events -> :func:`features.build.build_features` -> calibrated probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.build import FEATURE_VERSION, FeatureFrame, build_features
+from features.encode import EncodedEvents
+from journey.errors import ModelError
+from journey.settings import Settings
+from journey.taxonomy import Taxonomy
+from training.models import TaskModel
+
+BINARY_TASKS = ("churn", "advocacy", "conversion")
+
+
+@dataclass
+class Predictions:
+    """Model outputs for the rows of a :class:`FeatureFrame`."""
+
+    stage_names: list[str]
+    stage_proba: np.ndarray  # (n, len(stage_names)); NaN when the stage task was skipped
+    observed_stage: list[str]
+    binary: dict[str, np.ndarray]  # task -> probability, NaN where the task does not apply / was skipped
+    stage_weights: np.ndarray | None = None  # decision weights over stage_names
+
+    @property
+    def stage(self) -> list[str | None]:
+        if len(self.stage_proba) == 0 or np.isnan(self.stage_proba).all():
+            return [None] * len(self.stage_proba)
+        w = self.stage_weights if self.stage_weights is not None else np.ones(len(self.stage_names))
+        return [self.stage_names[i] for i in np.argmax(self.stage_proba * w, axis=1)]
+
+
+@dataclass
+class JourneyPredictor:
+    taxonomy: Taxonomy
+    settings: Settings
+    feature_names: list[str]
+    models: dict[str, TaskModel]
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why it was not trained
+    info: dict = field(default_factory=dict)  # fingerprint, test metrics, registry name/version
+    feature_version: str = FEATURE_VERSION
+
+    def check_compatible(self) -> None:
+        if self.feature_version != FEATURE_VERSION:
+            raise ModelError(
+                f"model was trained with feature version {self.feature_version}, this code computes version {FEATURE_VERSION}.",
+                "retrain the model with this version (journey train) or install the version it was trained with.",
+            )
+
+    def features(self, events: EncodedEvents, as_of_us: int) -> FeatureFrame:
+        ff = build_features(events, as_of_us, self.settings)
+        if ff.names != self.feature_names:
+            raise ModelError("feature names differ from the model's.", "retrain the model with this code version.")
+        return ff
+
+    def predict(self, ff: FeatureFrame, rows: np.ndarray | None = None) -> Predictions:
+        rows = np.arange(len(ff.customer_ids)) if rows is None else rows
+        X = ff.X[rows]
+        n = len(rows)
+        stages = self.taxonomy.stages
+        proba = np.full((n, len(stages)), np.nan)
+        weights = None
+        if "stage" in self.models and n:
+            m = self.models["stage"]
+            proba[:] = 0.0
+            weights = np.zeros(len(stages))  # stages the model never saw are never predicted
+            p = m.proba(X)
+            for j, c in enumerate(m.classes):
+                proba[:, stages.index(c)] = p[:, j]
+                weights[stages.index(c)] = 1.0 if m.decision_weights is None else m.decision_weights[j]
+        converted = ff.converted[rows]
+        binary: dict[str, np.ndarray] = {}
+        for task in BINARY_TASKS:
+            out = np.full(n, np.nan)
+            if task in self.models and n:
+                out = self.models[task].proba(X)[:, 1].astype(float)
+            if task == "churn":
+                out = np.where(converted, out, np.nan)
+            if task == "conversion" and self.settings.conversion_scope == "unconverted":
+                out = np.where(converted, np.nan, out)
+            binary[task] = out
+        obs = [self.taxonomy.stage_of_role_index(int(i)) for i in ff.observed_stage[rows]]
+        return Predictions(stages, proba, obs, binary, weights)
+
+    def reasons(self, ff: FeatureFrame, rows: np.ndarray, predicted_stage: list[str | None], top_k: int = 3) -> list[dict]:
+        """Top feature contributions per task and customer (LightGBM pred_contrib, raw-score scale).
+
+        Stage: contributions to the predicted stage; binary tasks: to the positive class."""
+        X = ff.X[rows]
+        out: list[dict] = [{} for _ in range(len(rows))]
+        for task, m in self.models.items():
+            contrib = m.contributions(X)  # (n, k, p+1)
+            for i in range(len(rows)):
+                if task == "stage":
+                    if predicted_stage[i] not in m.classes:
+                        continue
+                    k = m.classes.index(predicted_stage[i]) if contrib.shape[1] > 1 else 0
+                else:
+                    if task == "churn" and not ff.converted[rows[i]]:
+                        continue
+                    k = 0
+                c = contrib[i, k, :-1]
+                top = np.argsort(-np.abs(c), kind="stable")[:top_k]
+                out[i][task] = [
+                    {"feature": self.feature_names[j], "value": _clean(X[i, j]), "contribution": round(float(c[j]), 6)}
+                    for j in top
+                    if c[j] != 0
+                ]
+        return out
+
+    def stage_name(self, role_index: int) -> str:
+        return self.taxonomy.stage_of_role_index(role_index)
+
+
+def _clean(v: float) -> float | None:
+    return None if np.isnan(v) else float(v)
+

@@ -1,0 +1,193 @@
+"""MLflow: tracking, the pyfunc model, the registry and the champion/challenger gate.
+
+Embedded default: a SQLite store in a local folder (``JOURNEY_HOME``, default ``./.journey``);
+``MLFLOW_TRACKING_URI`` switches to a real tracking server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from journey.errors import ModelError
+from training.pipeline import PRIMARY
+from training.predictor import JourneyPredictor
+
+EXPERIMENT = "journey-stage"
+DEFAULT_MODEL_URI = "models:/journey-stage@champion"
+
+
+def journey_home() -> Path:
+    return Path(os.environ.get("JOURNEY_HOME", ".journey")).resolve()
+
+
+def configure() -> str:
+    """Point MLflow at the server in MLFLOW_TRACKING_URI or at the embedded SQLite store."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        home = journey_home()
+        home.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{home / 'mlflow.db'}"
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=(home / "artifacts").as_uri())
+    else:
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT)
+    mlflow.set_experiment(EXPERIMENT)
+    return uri
+
+
+class JourneyModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper: input = canonical events (one row per touchpoint), params: as_of;
+    output = one row per eligible customer with the columns of ``serving.scoring.output_columns``."""
+
+    def load_context(self, context):
+        self.predictor: JourneyPredictor = joblib.load(context.artifacts["predictor"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        from journey.events import canonical_events
+        from serving.scoring import score_events
+
+        as_of = (params or {}).get("as_of") or None
+        events = canonical_events(model_input, "model input", self.predictor.taxonomy).events
+        return score_events(self.predictor, events, as_of)
+
+
+def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, plots: dict[str, Path], model_name: str) -> dict:
+    """Log params, fingerprint, metrics, report and plots; log + register the model as challenger."""
+    from serving.scoring import score_events
+
+    configure()
+    predictor = outcome.predictor
+    with mlflow.start_run() as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in settings.loggable().items()})
+        fp = outcome.report["dataset"]
+        mlflow.set_tags({f"data.{k}": str(v) for k, v in fp.items()} | {"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version})
+        mlflow.log_metrics({f"test.{k}": v for k, v in _flat_metrics(outcome.report).items()})
+        mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "predictor.joblib"
+            joblib.dump(predictor, path)
+            example = events[events["customer_id"].isin(events["customer_id"].drop_duplicates().head(3))].head(20).copy()
+            example["timestamp"] = example["timestamp"].astype(str)
+            out = score_events(predictor, events[events["customer_id"].isin(example["customer_id"])], None, eligible_only=False)
+            sig = infer_signature(example, out, params={"as_of": ""})
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=JourneyModel(),
+                artifacts={"predictor": str(path)},
+                signature=sig,
+                input_example=example,
+                registered_model_name=model_name,
+                pip_requirements=["lightgbm", "scikit-learn", "pandas", "numpy", "joblib"],
+                metadata={"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version},
+            )
+        client = MlflowClient()
+        version = str(info.registered_model_version)
+        client.set_registered_model_alias(model_name, "challenger", version)
+        return {"run_id": run.info.run_id, "version": version, "model_uri": f"models:/{model_name}/{version}"}
+
+
+def _flat_metrics(report: dict) -> dict[str, float]:
+    out = {}
+    for task, res in report["tasks"].items():
+        for who, metrics in [("model", res.get("model", {}))] + list(res.get("baselines", {}).items()):
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and not (isinstance(v, float) and np.isnan(v)):
+                    out[f"{task}.{who}.{k}"] = float(v)
+    return out
+
+
+def load_predictor(uri: str = DEFAULT_MODEL_URI) -> JourneyPredictor:
+    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``) as a predictor."""
+    configure()
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
+        first = str(exc).splitlines()[0][:200]
+        raise ModelError(f"cannot load model {uri!r}: {first}", "train one with `journey train` (or `journey demo`), or pass --model URI.") from None
+    predictor: JourneyPredictor = model.unwrap_python_model().predictor
+    predictor.check_compatible()
+    name, version, alias = _resolve(uri)
+    predictor.info.update({"name": name, "version": version, "alias": alias, "uri": uri})
+    return predictor
+
+
+def _resolve(uri: str) -> tuple[str, str, str | None]:
+    if not uri.startswith("models:/"):
+        return uri, "", None
+    rest = uri[len("models:/"):]
+    client = MlflowClient()
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version), alias
+    name, _, version = rest.partition("/")
+    return name, version, None
+
+
+def promote(model_name: str, champion_scores: dict | None = None) -> dict:
+    """Champion/challenger gate (SPEC 6): promote when the challenger is at least as good as the
+    champion on the champion's primary metrics, both measured on the challenger's test data."""
+    configure()
+    client = MlflowClient()
+    try:
+        challenger = client.get_model_version_by_alias(model_name, "challenger")
+    except Exception:  # noqa: BLE001
+        raise ModelError(f"model {model_name!r} has no 'challenger' version.", "train one first with `journey train`.") from None
+    try:
+        champion = client.get_model_version_by_alias(model_name, "champion")
+    except Exception:  # noqa: BLE001
+        champion = None
+    decision = {"challenger": challenger.version, "champion": champion.version if champion else None, "comparisons": {}}
+    if champion is None:
+        decision.update(promoted=True, reason="no champion yet")
+    elif champion.version == challenger.version:
+        decision.update(promoted=False, reason="challenger is already the champion")
+    else:
+        run = client.get_run(challenger.run_id)
+        gate = json.loads(run.data.tags.get("gate", "{}"))
+        if str(gate.get("champion_version")) != str(champion.version):
+            decision.update(promoted=False, reason=f"the challenger was not compared with champion v{champion.version} on the same test data; retrain or pass --events to re-evaluate both")
+        else:
+            ok = True
+            for key, champ in gate["champion"].items():
+                chall = gate["challenger"].get(key)
+                passed = chall is not None and (champ is None or chall >= champ)
+                decision["comparisons"][key] = {"challenger": chall, "champion": champ, "passed": passed}
+                ok &= passed
+            decision.update(promoted=ok, reason="challenger at least as good on every primary metric" if ok else "challenger worse on a primary metric")
+    if decision["promoted"]:
+        client.set_registered_model_alias(model_name, "champion", challenger.version)
+    with mlflow.start_run(run_name=f"promote-{model_name}-v{challenger.version}"):
+        mlflow.set_tags({"kind": "promotion", "decision": json.dumps(decision)})
+        mlflow.log_metrics({f"{k}.{who}": v[who] for k, v in decision["comparisons"].items() for who in ("challenger", "champion") if v[who] is not None} | {"promoted": float(decision["promoted"])})
+    return decision
+
+
+def record_gate(run_id: str, challenger_scores: dict, champion_scores: dict | None, champion_version: str | None) -> None:
+    """Store, in the challenger's run, both models' primary metrics on the challenger's test rows."""
+    client = MlflowClient()
+    gate = {"champion_version": champion_version, "challenger": challenger_scores, "champion": champion_scores or {}}
+    client.set_tag(run_id, "gate", json.dumps(gate))
+
+
+def current_champion(model_name: str) -> str | None:
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model_name, "champion").version)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+PRIMARY_METRICS = PRIMARY
