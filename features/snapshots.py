@@ -2,9 +2,11 @@
 
 Cutoffs lie on one grid of ``step_days``. Per task, the *test* cutoffs are the latest grid points
 whose horizon is fully observed (or the grid points from ``test_from`` on); the *validation*
-cutoffs (for calibration) are the latest grid points whose label window ends by the first test
-cutoff; the *training* cutoffs are earlier still, with label windows ending by the first
-validation cutoff. So every training label window ends at or before the first test cutoff.
+cutoffs (for calibration and early stopping) are the latest grid points whose label window ends by
+the first test cutoff; the *training* cutoffs are the earlier ones. So every training and
+validation label window ends at or before the first test cutoff. (Training label windows may
+overlap the validation cutoffs: requiring them to end before the first validation cutoff would
+cost a whole horizon of training data, e.g. 90 days for churn, for no gain in test honesty.)
 """
 
 from __future__ import annotations
@@ -97,13 +99,8 @@ def plan_cutoffs(events: EncodedEvents, settings: Settings) -> CutoffPlan:
             continue
         before = [t for t in grid if t + H <= test[0]]
         validation = before[-settings.validation_cutoffs:]
-        train = [t for t in before if validation and t + H <= validation[0]]
-        note = ""
-        if not train and len(before) > len(validation):
-            train = before[: -len(validation)]
-            note = "data too short for non-overlapping training and validation label windows; they overlap"
-        elif not train:
-            note = f"not enough history before the first test cutoff for a {getattr(h, task):g}-day horizon"
+        train = before[: -len(validation)] if len(before) > len(validation) else []
+        note = "" if train else f"not enough history before the first test cutoff for a {getattr(h, task):g}-day horizon"
         tasks[task] = TaskSplit(train, validation, test, note)
     return CutoffPlan(start, observed_until, float(warmup), grid, tasks)
 

@@ -231,7 +231,6 @@ def evaluate(
         from features.encode import encode
         from journey import io
         from training import gate, tracking
-        from training.pipeline import train_and_evaluate  # noqa: F401 (plan and labels)
 
         predictor = tracking.load_predictor(model)
         result = io.read_events(events, predictor.taxonomy)

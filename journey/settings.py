@@ -62,14 +62,14 @@ class Settings(BaseModel):
 
     # models
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
-    n_estimators: int = Field(300, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(50, ge=1)
-    max_train_rows: int = Field(400_000, ge=1000, description="training rows are sampled down to this many")
+    n_estimators: int = Field(200, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(100, ge=1)
+    max_train_rows: int = Field(100_000, ge=1000, description="training rows are sampled down to this many")
     bootstrap_rounds: int = Field(200, ge=0, description="bootstrap resamples over customers for 95% intervals")
     seed: int = 0
-    n_jobs: int = Field(2, ge=1)
+    n_jobs: int = Field(1, ge=1, description="LightGBM threads (1 avoids OpenMP oversubscription on shared machines)")
 
     # registry
     model_name: str = "journey-stage"

@@ -57,8 +57,20 @@ def stage_metrics(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, cla
         "accuracy": float(accuracy_score(y, pred, sample_weight=sample_weight)),
     }
     if proba is not None:
-        out["log_loss"] = float(log_loss(y, np.clip(proba, 1e-7, 1), labels=classes, sample_weight=sample_weight))
+        p = np.clip(proba, 1e-7, 1)
+        out["log_loss"] = float(log_loss(y, p / p.sum(1, keepdims=True), labels=classes, sample_weight=sample_weight))
     return out
+
+
+def macro_f1_codes(y: np.ndarray, pred: np.ndarray, k: int, sample_weight: np.ndarray | None = None) -> float:
+    """Macro-F1 over ``k`` classes from integer codes (fast path for the bootstrap; equals
+    scikit-learn's ``f1_score(average="macro", zero_division=0)`` over all k labels)."""
+    w = np.ones(len(y)) if sample_weight is None else sample_weight
+    cm = np.bincount(y * k + pred, weights=w, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm)
+    denom = cm.sum(0) + cm.sum(1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+    return float(f1.mean())
 
 
 def stage_details(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:

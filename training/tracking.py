@@ -19,7 +19,6 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from journey.errors import ModelError
-from training.pipeline import PRIMARY
 from training.predictor import JourneyPredictor
 
 EXPERIMENT = "journey-stage"
@@ -137,7 +136,7 @@ def _resolve(uri: str) -> tuple[str, str, str | None]:
     return name, version, None
 
 
-def promote(model_name: str, champion_scores: dict | None = None) -> dict:
+def promote(model_name: str) -> dict:
     """Champion/challenger gate (SPEC 6): promote when the challenger is at least as good as the
     champion on the champion's primary metrics, both measured on the challenger's test data."""
     configure()
@@ -189,5 +188,3 @@ def current_champion(model_name: str) -> str | None:
     except Exception:  # noqa: BLE001
         return None
 
-
-PRIMARY_METRICS = PRIMARY

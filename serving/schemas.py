@@ -1,0 +1,241 @@
+"""Typed request and response models of the HTTP API (SPEC section 8), with descriptions and examples.
+
+They drive validation, the OpenAPI document BentoML serves at ``/docs.json`` and the fuzz tests.
+Limits (customers per request, events per customer) come from the environment at import time
+(see :class:`Limits`) and appear in the OpenAPI document as ``maxItems``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import bentoml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+# ---- limits ----------------------------------------------------------------------------------
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a positive whole number") from None
+    if value < 1:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a positive whole number")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits; each one is an environment variable with a safe default."""
+
+    max_customers: int = 100  # JOURNEY_MAX_CUSTOMERS: customers per request
+    max_events: int = 5000  # JOURNEY_MAX_EVENTS: events per customer
+    max_body_bytes: int = 5 * 1024 * 1024  # JOURNEY_MAX_BODY_BYTES: request body size
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        return cls(
+            max_customers=_env_int("JOURNEY_MAX_CUSTOMERS", cls.max_customers),
+            max_events=_env_int("JOURNEY_MAX_EVENTS", cls.max_events),
+            max_body_bytes=_env_int("JOURNEY_MAX_BODY_BYTES", cls.max_body_bytes),
+        )
+
+
+LIMITS = Limits.from_env()
+
+# ---- request ---------------------------------------------------------------------------------
+
+EXAMPLE_EVENTS = [
+    {"timestamp": "2025-03-01T10:00:00Z", "event_type": "ad_click", "channel": "instagram", "value": None, "campaign": "spring"},
+    {"timestamp": "2025-03-02T18:30:00+01:00", "event_type": "product_view", "channel": "search", "value": None, "campaign": None},
+    {"timestamp": "2025-03-03T09:15:00Z", "event_type": "add_to_cart", "channel": "direct", "value": None, "campaign": None},
+]
+
+
+class EventIn(BaseModel):
+    """One touchpoint (SPEC section 2). Validated by the same code as batch files."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_EVENTS[0]})
+
+    timestamp: str = Field(
+        ...,
+        description="When the touchpoint happened: ISO 8601 with an offset (2025-03-01T14:30:00+01:00); naive means UTC.",
+        examples=["2025-03-01T14:30:00+01:00", "2025-03-01T13:30:00Z"],
+    )
+    event_type: str = Field(
+        ...,
+        description="The touchpoint kind; must be an event type of the model's taxonomy (see GET /metadata).",
+        examples=["product_view", "add_to_cart", "purchase"],
+    )
+    channel: Optional[str] = Field(
+        None,
+        description="facebook, instagram, tiktok, youtube, influencer, email, search, display, referral, direct, store, support, ...",
+        examples=["instagram"],
+    )
+    value: Optional[float] = Field(
+        None, ge=0, allow_inf_nan=False, description="Money attached to the event (purchases), >= 0.", examples=[49.9]
+    )
+    campaign: Optional[str] = Field(None, description="Campaign or content id.", examples=["spring-sale"])
+
+
+class CustomerIn(BaseModel):
+    """One customer and their recent touchpoints (any order; exact duplicates are removed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(
+        ...,
+        min_length=1,
+        pattern=r"\S",
+        description="Stable customer key (a string, never parsed as a number); unique within a request.",
+        examples=["c1"],
+    )
+    events: list[EventIn] = Field(
+        ...,
+        max_length=LIMITS.max_events,
+        description=f"The customer's touchpoints, at most {LIMITS.max_events} (JOURNEY_MAX_EVENTS). "
+        "Events after as_of are ignored and counted in the customer's warnings.",
+    )
+
+
+class PredictRequest(bentoml.IODescriptor):
+    """Body of ``POST /predict``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {"customers": [{"customer_id": "c1", "events": EXAMPLE_EVENTS}], "as_of": "2025-03-04T00:00:00Z"}
+        },
+    )
+
+    customers: list[CustomerIn] = Field(
+        ...,
+        max_length=LIMITS.max_customers,
+        description=f"Customers to score, at most {LIMITS.max_customers} (JOURNEY_MAX_CUSTOMERS). "
+        "Predictions come back in the same order.",
+    )
+    as_of: Optional[str] = Field(
+        None,
+        description="Score as of this time (ISO 8601; naive means UTC). Default: now (UTC). "
+        "Only events at or before as_of are used.",
+        examples=["2025-03-04T00:00:00Z"],
+    )
+
+    @classmethod
+    async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
+        """Reuse the body the request middleware has already validated (no second parse)."""
+        pre = request.scope.get("state", {}).get("journey.predict_request")
+        if isinstance(pre, cls):
+            return pre
+        return await super().from_http_request(request, serde)
+
+
+# ---- response --------------------------------------------------------------------------------
+
+class NextBestAction(BaseModel):
+    action: str = Field(..., description="What to do next (playbook action).", examples=["cart_reminder"])
+    message: str = Field(..., description="A suggested message for the customer.")
+    because: str = Field(..., description="Why the rule fired for this customer.", examples=["predicted stage is decision; conversion likelihood 0.41 >= 0.3"])
+    rule: Optional[str] = Field(..., description="Name of the playbook rule that fired (null when none matched).", examples=["hot_decision"])
+
+
+class Reason(BaseModel):
+    feature: str = Field(..., description="Feature name.", examples=["events_7d_by_stage_decision"])
+    value: Optional[float] = Field(..., description="The customer's value of the feature (null = missing).", examples=[2.0])
+    contribution: float = Field(..., description="Contribution to the model's raw score for this task (LightGBM SHAP-like).", examples=[0.8])
+
+
+class ModelRef(BaseModel):
+    name: str = Field(..., examples=["journey-stage"])
+    version: str = Field(..., examples=["3"])
+
+
+class PredictionWarning(BaseModel):
+    code: str = Field(
+        ...,
+        description="events_after_as_of | no_history | outside_eligibility_window | duplicate_events_removed",
+        examples=["events_after_as_of"],
+    )
+    message: str = Field(..., description="Human-readable explanation.")
+    count: Optional[int] = Field(None, description="How many events the warning concerns, where it applies.")
+
+
+class Prediction(BaseModel):
+    """Per customer, in request order (SPEC section 8), plus ``warnings``."""
+
+    customer_id: str = Field(..., examples=["c1"])
+    as_of: str = Field(..., description="The cutoff used (ISO 8601, UTC).", examples=["2025-03-04T00:00:00+00:00"])
+    observed_stage: Optional[str] = Field(..., description="Rule-based stage from the history (null when there is no history at or before as_of).")
+    stage: Optional[str] = Field(..., description="Predicted stage (argmax of the calibrated stage model; null when not scorable).", examples=["decision"])
+    stage_probabilities: Optional[dict[str, Optional[float]]] = Field(
+        ...,
+        description="Calibrated probability per stage of the taxonomy (sums to 1); null when not scorable.",
+        examples=[{"awareness": 0.05, "consideration": 0.2, "decision": 0.6, "retention": 0.0, "advocacy": 0.0, "lapsed": 0.15}],
+    )
+    churn_probability: Optional[float] = Field(..., description="Null for customers who have not converted (or when the task was not trained).")
+    advocacy_probability: Optional[float] = Field(...)
+    conversion_probability: Optional[float] = Field(...)
+    next_best_action: Optional[NextBestAction] = Field(..., description="Playbook decision (SPEC section 10); null when not scorable.")
+    reasons: dict[str, list[Reason]] = Field(..., description="Top feature contributions per task.")
+    model: ModelRef
+    warnings: list[PredictionWarning] = Field(default_factory=list, description="Point-in-time and data notes for this customer.")
+
+
+class PredictResponse(BaseModel):
+    """Body of a successful ``POST /predict``: ``{"predictions": [...]}`` in request order."""
+
+    predictions: list[Prediction]
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+class Problem(BaseModel):
+    path: str = Field(..., description="JSON path of the offending value, e.g. customers[0].events[3].timestamp ($ = the whole body).")
+    message: str = Field(..., description="What was expected and what was found.")
+    code: str = Field(..., description="Machine-readable kind, e.g. bad_timestamp, unknown_event_type, missing, too_long.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a one-line ``error`` and, for invalid requests, field-level ``problems``."""
+
+    error: str = Field(..., description="One line saying what went wrong.")
+    hint: Optional[str] = Field(None, description="How to fix it.")
+    problems: list[Problem] = Field(default_factory=list, description="Field-level problems (400 and 413).")
+    total_problems: Optional[int] = Field(None, description="Number of problems found (problems lists at most 100).")
+
+
+# ---- metadata --------------------------------------------------------------------------------
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: Optional[str] = Field(None, description="Registry alias the service loaded (e.g. champion).")
+    uri: str = Field(..., description="The MLflow model URI the service loaded.")
+
+
+class TaxonomyInfo(BaseModel):
+    name: str
+    description: str = ""
+    stages: list[str] = Field(..., description="Stage names in funnel order, then lapsed.")
+    event_types: dict[str, str] = Field(..., description="Every accepted event type -> its stage.")
+    conversion_events: list[str]
+
+
+class Metadata(BaseModel):
+    """Body of ``GET /metadata``."""
+
+    model: ModelInfo
+    taxonomy: TaxonomyInfo
+    training_data: dict[str, Any] = Field(..., description="Fingerprint of the training events: events, customers, start, end, fingerprint.")
+    test_metrics: dict[str, Optional[float]] = Field(..., description="The model's test metrics, task.metric -> value.")
+    tasks: dict[str, str] = Field(..., description="task -> 'trained' or why it was skipped.")
+    feature_version: str
+    horizons_days: dict[str, float]
+    limits: dict[str, int] = Field(..., description="max_customers, max_events (per customer), max_body_bytes.")
+    auth_required: bool = Field(..., description="Whether a bearer token is required (JOURNEY_API_TOKEN).")

@@ -1,0 +1,199 @@
+"""Fixtures of the HTTP service tests: a small registered champion model and a real `journey serve`.
+
+The model is trained once per test session (shared by pytest-xdist workers through a lock file)
+in a subprocess, so the tests' own process keeps its MLflow and environment settings.
+Import the fixtures into a test module with ``from serving_fixtures import service_model``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_URI = "models:/journey-stage@champion"
+AS_OF = "2025-12-01T00:00:00+00:00"  # inside the synthetic year: histories before and after it
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    home: Path  # JOURNEY_HOME with the SQLite MLflow store
+    events_path: Path  # canonical events the model was trained on (parquet)
+    model_uri: str = MODEL_URI
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def env(self) -> dict[str, str]:
+        """Environment of a process that should see this store (and only it)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "MLFLOW_", "BENTOML_"))}
+        env["JOURNEY_HOME"] = str(self.home)
+        return env
+
+    def load_predictor(self):
+        """The registered champion as a Python predictor (what the service loads)."""
+        from training import tracking
+
+        saved = {k: os.environ.get(k) for k in ("JOURNEY_HOME", "MLFLOW_TRACKING_URI")}
+        os.environ["JOURNEY_HOME"] = str(self.home)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        try:
+            return tracking.load_predictor(self.model_uri)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def build_model(home: Path) -> dict:
+    """Generate 800 customers, train fast settings, log, register and promote to champion."""
+    os.environ["JOURNEY_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from journey.events import canonical_events
+    from journey.generate import generate_events
+    from journey.settings import Settings
+    from journey.taxonomy import load_taxonomy
+    from training import gate, tracking
+    from training.pipeline import train_and_evaluate
+
+    tax = load_taxonomy("five_stage")
+    events = canonical_events(generate_events(800, seed=3), "generated", tax).events
+    settings = Settings(n_estimators=30, bootstrap_rounds=0, max_train_rows=20000)
+    outcome = train_and_evaluate(events, tax, settings)
+    report_dir = home / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "report.json").write_text(json.dumps(outcome.report, default=str))
+    tracking.configure()
+    logged = tracking.log_training_run(outcome, events, settings, report_dir, {}, settings.model_name)
+    tracking.record_gate(logged["run_id"], gate.challenger_scores(outcome.report), None, None)
+    decision = tracking.promote(settings.model_name)
+    events.to_parquet(home / "events.parquet", index=False)
+    return {"version": logged["version"], "promoted": decision["promoted"]}
+
+
+def _shared_dir(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    # under pytest-xdist every worker has its own basetemp inside one shared parent
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "journey-service-model"
+
+
+@pytest.fixture(scope="session")
+def service_model(tmp_path_factory) -> ServiceModel:
+    home = _shared_dir(tmp_path_factory)
+    home.mkdir(parents=True, exist_ok=True)
+    done = home / "done.json"
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                proc = subprocess.run(
+                    [sys.executable, __file__, str(home)], cwd=ROOT, env=ServiceModel(home, home / "events.parquet").env(),
+                    capture_output=True, text=True, timeout=1800,
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(f"building the test model failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                done.write_text(proc.stdout.strip().splitlines()[-1])
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return ServiceModel(home=home, events_path=home / "events.parquet")
+
+
+# ---- a real `journey serve` --------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningService:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()[-5000:]
+        except OSError:
+            return ""
+
+
+@contextlib.contextmanager
+def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | None = None,
+                wait_ready: bool = True, timeout: float = 420, model_uri: str | None = None) -> Iterator[RunningService]:
+    """Start `journey serve` (a real `bentoml serve`) on a free loopback port; stop it afterwards."""
+    import httpx
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = model.env() | {"BENTOML_HOME": str(workdir / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"} | (extra_env or {})
+    log_path = workdir / f"serve-{port}.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "journey.cli", "serve", "--model", model_uri or model.model_uri, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    svc = RunningService(f"http://127.0.0.1:{port}", proc, log_path)
+    try:
+        deadline = time.time() + timeout
+        probe = "/readyz" if wait_ready else "/livez"
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"journey serve exited with {proc.returncode}:\n{svc.log()}")
+            try:
+                if httpx.get(svc.url + probe, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"journey serve not {'ready' if wait_ready else 'alive'} after {timeout:.0f}s:\n{svc.log()}")
+            time.sleep(1)
+        yield svc
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's own process group (it was started in a new session), then SIGKILL."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(30)
+    deadline = time.time() + 15
+    while time.time() < deadline:  # workers of the group may outlive the arbiter briefly
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+if __name__ == "__main__":  # the session fixture runs this in a subprocess
+    sys.path.insert(0, str(ROOT))
+    print(json.dumps(build_model(Path(sys.argv[1]))))

@@ -1,0 +1,437 @@
+"""Batch scoring (``journey score``): local engine, Spark engine, rejects, atomic output, CLI.
+
+The reference everywhere is the one scoring path: ``serving.scoring.score_events`` on the
+canonical events of ``journey.io.read_events``. The local engine must give the same frame for any
+chunk size, partition count, input layout and output format; the Spark engine (local mode, marked
+slow) must give the same file as the local engine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch_fixtures import batch_events, batch_model, model_env  # noqa: E402,F401
+
+import serving.batch as batch  # noqa: E402
+from journey import io  # noqa: E402
+from journey.errors import InputError, JourneyError  # noqa: E402
+from serving.batch import partition_count, partition_of, score_file  # noqa: E402
+from serving.scoring import output_columns, score_events  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PROB = lambda c: c.endswith("_probability") or c.startswith("stage_probability_")  # noqa: E731
+
+
+def reference(predictor, path, as_of=None, reasons=False) -> pd.DataFrame:
+    """score_events on the whole canonical input, as Python users call it."""
+    ev = io.read_events(path, predictor.taxonomy).events
+    t = as_of if as_of is not None else ev["timestamp"].max()
+    return score_events(predictor, ev, t, reasons=reasons)
+
+
+def by_customer(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values("customer_id", ignore_index=True)
+
+
+def assert_same(a: pd.DataFrame, b: pd.DataFrame, exact: bool = True) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    a, b = by_customer(a), by_customer(b)
+    for c in a.columns:
+        if PROB(c):
+            np.testing.assert_allclose(a[c].to_numpy(float), b[c].to_numpy(float), rtol=0, atol=0 if exact else 1e-12, err_msg=c)
+        elif c == "eligible":
+            assert (a[c].astype(bool).to_numpy() == b[c].astype(bool).to_numpy()).all()
+        else:
+            left = a[c].astype(object).where(a[c].notna(), None).tolist()
+            right = b[c].astype(object).where(b[c].notna(), None).tolist()
+            assert left == right, c
+
+
+def read_out(path: Path) -> pd.DataFrame:
+    if path.name.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str})
+    return pd.read_parquet(path)
+
+
+def leftovers(folder: Path, keep: set[str]) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+@pytest.fixture(scope="module")
+def events_parquet(tmp_path_factory, batch_events) -> Path:
+    path = tmp_path_factory.mktemp("batch-in") / "events.parquet"
+    io.write_table(batch_events, path, taxonomy="five_stage")
+    return path
+
+
+def with_bad_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Text copy of ``df`` with invalid rows of every kind and exact duplicates inserted."""
+    raw = df.drop(columns=["true_stage"]).astype({"value": object}).copy()
+    raw["timestamp"] = raw["timestamp"].astype(str)
+    raw["value"] = df["value"].map(lambda v: "" if pd.isna(v) else repr(float(v)))
+    bad = raw.sample(12, random_state=1).copy()
+    bad.iloc[0, bad.columns.get_loc("customer_id")] = ""
+    bad.iloc[1, bad.columns.get_loc("timestamp")] = "yesterday"
+    bad.iloc[2, bad.columns.get_loc("event_type")] = "telepathy"
+    bad.iloc[3, bad.columns.get_loc("value")] = "-5"
+    bad.iloc[4, bad.columns.get_loc("value")] = "lots"
+    bad.iloc[5, bad.columns.get_loc("event_type")] = ""
+    bad.iloc[6, bad.columns.get_loc("timestamp")] = ""
+    bad.iloc[7, bad.columns.get_loc("customer_id")] = "   "
+    bad.iloc[8, bad.columns.get_loc("event_type")] = "mind_reading"
+    bad.iloc[9, [bad.columns.get_loc("customer_id"), bad.columns.get_loc("timestamp")]] = ["", "not a date"]
+    bad = bad.iloc[:10]
+    dups = raw.sample(25, random_state=2)
+    out = pd.concat([raw.iloc[:3000], bad.iloc[:5], dups, raw.iloc[3000:], bad.iloc[5:]], ignore_index=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bad_csv(tmp_path_factory, batch_events) -> Path:
+    path = tmp_path_factory.mktemp("batch-bad") / "events.csv"
+    with_bad_rows(batch_events).to_csv(path, index=False)
+    return path
+
+
+# ---- the local engine --------------------------------------------------------------------------
+
+def test_local_equals_score_events(batch_model, events_parquet, tmp_path):
+    out = tmp_path / "scores.parquet"
+    counts = score_file(events_parquet, out, predictor=batch_model.predictor)
+    ref = reference(batch_model.predictor, events_parquet)
+    got = pd.read_parquet(out)
+    assert list(got.columns) == output_columns(batch_model.predictor)
+    assert_same(got, ref)
+    pd.testing.assert_frame_equal(by_customer(got), by_customer(ref))  # dtypes too
+    assert counts["scored"] == len(ref) > 50
+    n_customers = io.read_events(events_parquet, batch_model.predictor.taxonomy).events["customer_id"].nunique()
+    assert counts["customers"] == n_customers and counts["ineligible"] == n_customers - len(ref) > 0
+    assert counts["rejected"] == 0
+    assert counts["as_of"] == ref["as_of"].iloc[0]
+    assert leftovers(tmp_path, {"scores.parquet"}) == []
+
+
+def test_rows_grouped_by_partition_then_customer(batch_model, events_parquet, tmp_path):
+    out = tmp_path / "scores.parquet"
+    counts = score_file(events_parquet, out, predictor=batch_model.predictor, partitions=5)
+    got = pd.read_parquet(out)
+    part = np.array([zlib.crc32(c.encode()) % counts["partitions"] for c in got["customer_id"]])
+    assert counts["partitions"] == 5
+    assert (np.diff(part) >= 0).all()
+    for p in np.unique(part):
+        ids = got["customer_id"][part == p].tolist()
+        assert ids == sorted(ids)
+    assert (partition_of(got["customer_id"], 5) == part).all()
+
+
+@pytest.mark.parametrize("batch_rows,partitions,spill_bytes", [(1_000_000, 1, None), (3_001, 7, None), (2_500, 3, 0)])
+def test_chunks_partitions_and_spill_do_not_change_answers(batch_model, bad_csv, tmp_path, monkeypatch, batch_rows, partitions, spill_bytes):
+    if spill_bytes is not None:  # force the on-disk spill
+        monkeypatch.setattr(batch, "SPILL_MEMORY_BYTES", spill_bytes)
+    out, rej = tmp_path / "s.parquet", tmp_path / "rejects.parquet"
+    counts = score_file(bad_csv, out, predictor=batch_model.predictor, rejects=rej, batch_rows=batch_rows, partitions=partitions)
+    v = io.read_events(bad_csv, batch_model.predictor.taxonomy, allow_rejects=True)
+    ref = score_events(batch_model.predictor, v.events, v.events["timestamp"].max())
+    assert_same(pd.read_parquet(out), ref)
+    pd.testing.assert_frame_equal(pd.read_parquet(rej), pd.read_parquet(_write(v.rejects, tmp_path / "ref_rejects.parquet")))
+    assert counts["duplicates"] == v.duplicates_removed
+    assert counts["events"] == len(v.events)
+    assert leftovers(tmp_path, {"s.parquet", "rejects.parquet", "ref_rejects.parquet"}) == []
+
+
+def _write(df, path):
+    io.write_table(df, path)
+    return path
+
+
+def test_explicit_as_of_and_reasons(batch_model, events_parquet, tmp_path):
+    as_of = "2025-10-01T12:00:00+02:00"
+    out = tmp_path / "r.parquet"
+    counts = score_file(events_parquet, out, predictor=batch_model.predictor, as_of=as_of, reasons=True, partitions=4)
+    ref = reference(batch_model.predictor, events_parquet, as_of=pd.Timestamp(as_of), reasons=True)
+    got = pd.read_parquet(out)
+    assert list(got.columns) == output_columns(batch_model.predictor, reasons=True)
+    assert_same(got, ref)
+    assert set(got["as_of"]) == {"2025-10-01T10:00:00+00:00"}
+    assert counts["as_of"] == "2025-10-01T10:00:00+00:00"
+    assert got["reasons"].str.startswith("{").all()
+    # customers whose first event is after as_of are not scored and counted as ineligible
+    ev = io.read_events(events_parquet, batch_model.predictor.taxonomy).events
+    assert counts["customers"] == ev["customer_id"].nunique()
+    assert counts["scored"] + counts["ineligible"] == counts["customers"]
+
+
+def test_bad_as_of_is_one_clear_error(batch_model, events_parquet, tmp_path):
+    with pytest.raises(JourneyError, match="--as-of 'last tuesday': not a timestamp"):
+        score_file(events_parquet, tmp_path / "x.parquet", predictor=batch_model.predictor, as_of="last tuesday")
+    assert leftovers(tmp_path, set()) == []
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "scores.csv.gz"])
+def test_csv_output_equals_parquet_output(batch_model, events_parquet, tmp_path, name):
+    score_file(events_parquet, tmp_path / "scores.parquet", predictor=batch_model.predictor)
+    score_file(events_parquet, tmp_path / name, predictor=batch_model.predictor)
+    if name.endswith(".gz"):
+        with gzip.open(tmp_path / name, "rt") as fh:
+            assert fh.readline().strip().split(",") == output_columns(batch_model.predictor)
+    pq_out = pd.read_parquet(tmp_path / "scores.parquet")
+    csv_out = read_out(tmp_path / name)
+    assert list(csv_out["customer_id"]) == list(pq_out["customer_id"])  # same row order
+    assert_same(csv_out, pq_out)  # floats round-trip exactly through CSV text
+
+
+def test_folder_of_mixed_files(batch_model, batch_events, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = batch_events.drop(columns=["true_stage"])
+    a, b, c = raw.iloc[:4000], raw.iloc[4000:9000], raw.iloc[9000:]
+    io.write_table(a, folder / "a.parquet")
+    b.assign(timestamp=b["timestamp"].astype(str)).to_csv(folder / "b.csv", index=False)
+    pd.concat([c, a.iloc[:50]]).assign(timestamp=lambda d: d["timestamp"].astype(str)).to_json(folder / "c.jsonl", orient="records", lines=True)
+    (folder / "_SUCCESS").write_text("")
+    out = tmp_path / "s.parquet"
+    counts = score_file(folder, out, predictor=batch_model.predictor, batch_rows=1500)
+    v = io.read_events(folder, batch_model.predictor.taxonomy)
+    ref = score_events(batch_model.predictor, v.events, v.events["timestamp"].max())
+    assert_same(pd.read_parquet(out), ref)
+    assert counts["duplicates"] == v.duplicates_removed >= 50  # across files too
+    assert counts["events"] + counts["rejected"] + counts["duplicates"] == counts["input_rows"] == len(raw) + 50
+
+
+def test_rejects_file_reasons_and_counts(batch_model, bad_csv, tmp_path):
+    out, rej = tmp_path / "s.parquet", tmp_path / "rejects.csv"
+    counts = score_file(bad_csv, out, predictor=batch_model.predictor, rejects=rej, batch_rows=2000)
+    rejects = pd.read_csv(rej, dtype=str, keep_default_na=False)
+    assert counts["rejected"] == len(rejects) == 10
+    assert list(rejects.columns[:3]) == ["source", "row", "reject_reason"]
+    assert (rejects["source"] == str(bad_csv)).all()
+    assert all(r.strip() for r in rejects["reject_reason"])
+    joined = " | ".join(rejects["reject_reason"])
+    for needle in ("column 'customer_id': expected a non-empty value", "expected an ISO 8601 timestamp", "'telepathy' is not in taxonomy",
+                   "expected a value >= 0, got '-5'", "expected a finite number, got 'lots'"):
+        assert needle in joined
+    # the row numbers point at the file's data rows
+    raw = pd.read_csv(bad_csv, dtype=str, keep_default_na=False)
+    for _, r in rejects.iterrows():
+        assert raw.iloc[int(r["row"]) - 1]["event_type"] == r["event_type"]
+    # nothing lost: every input row is a valid event, a rejected row or a removed duplicate
+    n_input = len(raw)
+    assert counts["input_rows"] == n_input
+    assert counts["events"] + counts["rejected"] + counts["duplicates"] == n_input
+    assert counts["duplicates"] >= 25
+
+
+def test_without_rejects_bad_rows_stop_with_the_validation_error(batch_model, bad_csv, tmp_path):
+    with pytest.raises(InputError) as exc:
+        score_file(bad_csv, tmp_path / "s.parquet", predictor=batch_model.predictor, batch_rows=2000)
+    with pytest.raises(InputError) as ref:  # the same message as reading the whole file at once
+        io.read_events(bad_csv, batch_model.predictor.taxonomy)
+    assert exc.value.message == ref.value.message
+    assert "11 problem(s)" in exc.value.message
+    assert "--rejects PATH" in exc.value.hint and "'mind_reading', 'telepathy'" in exc.value.hint
+    assert leftovers(tmp_path, set()) == []
+
+
+def test_all_rows_rejected_gives_an_empty_file_with_the_columns(batch_model, tmp_path):
+    src = tmp_path / "bad.csv"
+    pd.DataFrame({"customer_id": ["a", "b"], "timestamp": ["x", "y"], "event_type": ["ad_click", "purchase"]}).to_csv(src, index=False)
+    out = tmp_path / "s.csv"
+    counts = score_file(src, out, predictor=batch_model.predictor, rejects=tmp_path / "r.parquet")
+    assert counts["scored"] == 0 and counts["rejected"] == 2
+    assert list(pd.read_csv(out).columns) == output_columns(batch_model.predictor)
+
+
+@pytest.mark.parametrize("spill_bytes", [None, 0])
+@pytest.mark.parametrize("name", ["scores.parquet", "scores.csv"])
+def test_interrupt_leaves_no_output_and_no_temp_file(batch_model, events_parquet, tmp_path, monkeypatch, name, spill_bytes):
+    if spill_bytes is not None:
+        monkeypatch.setattr(batch, "SPILL_MEMORY_BYTES", spill_bytes)
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return score_events(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "score_events", interrupted)
+    out_dir = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        score_file(events_parquet, out_dir / name, predictor=batch_model.predictor, partitions=6, rejects=out_dir / "rejects.parquet")
+    assert calls["n"] == 3
+    assert leftovers(out_dir, set()) == []  # no output, no temp file, no spill folder, no rejects
+
+
+def test_interrupt_keeps_the_previous_output(batch_model, events_parquet, tmp_path, monkeypatch):
+    out = tmp_path / "scores.parquet"
+    score_file(events_parquet, out, predictor=batch_model.predictor)
+    before = out.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(batch, "score_events", boom)
+    with pytest.raises(RuntimeError):
+        score_file(events_parquet, out, predictor=batch_model.predictor)
+    assert out.read_bytes() == before
+    assert leftovers(tmp_path, {"scores.parquet"}) == []
+
+
+def test_clear_errors_before_any_work(batch_model, events_parquet, tmp_path):
+    with pytest.raises(JourneyError, match="file or folder not found"):
+        score_file(tmp_path / "nope.parquet", tmp_path / "s.parquet", predictor=batch_model.predictor)
+    with pytest.raises(JourneyError, match="unsupported output file type"):
+        score_file(events_parquet, tmp_path / "s.xlsx", predictor=batch_model.predictor)
+    with pytest.raises(JourneyError, match="expected local or spark"):
+        score_file(events_parquet, tmp_path / "s.parquet", predictor=batch_model.predictor, engine="dask")
+    with pytest.raises(JourneyError, match="partitions"):
+        score_file(events_parquet, tmp_path / "s.parquet", predictor=batch_model.predictor, partitions=0)
+    assert leftovers(tmp_path, set()) == []
+
+
+def test_partitioning_is_stable_and_grows_with_the_input():
+    ids = pd.Series(["c1", "c2", "c1", "ü-42", "c3"])
+    p = partition_of(ids, 16)
+    assert p[0] == p[2] and list(p) == [zlib.crc32(s.encode()) % 16 for s in ids]
+    assert partition_count(1000, 16) == 16
+    assert partition_count(100 * batch.TARGET_EVENTS_PER_PARTITION, 16) == 100
+
+
+def test_progress_bar_is_used(batch_model, events_parquet, tmp_path):
+    from rich.console import Console
+    from rich.progress import Progress
+
+    seen = []
+
+    def factory():
+        bar = Progress(console=Console(file=open("/dev/null", "w")))
+        seen.append(bar)
+        return bar
+
+    score_file(events_parquet, tmp_path / "s.parquet", predictor=batch_model.predictor, partitions=4, progress=factory)
+    (bar,) = seen
+    score_task = [t for t in bar.tasks if t.description.startswith("scoring")]
+    assert score_task and score_task[0].total == 4 and score_task[0].completed == 4
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+def test_cli_score_end_to_end(model_env, events_parquet, tmp_path):
+    from typer.testing import CliRunner
+
+    from journey.cli import app
+
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["score", "--events", str(events_parquet), "--out", str(out), "--model", model_env.uri])
+    assert result.exit_code == 0, result.output
+    ref = reference(model_env.predictor, events_parquet)
+    assert f"scored {len(ref):,} customers" in result.stdout
+    assert "rows rejected" in result.stdout
+    assert_same(read_out(out), ref)
+
+
+def test_cli_bad_path_is_one_clear_line(tmp_path):
+    cmd = [sys.executable, "-m", "journey.cli", "score", "--events", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "s.parquet")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines[0].startswith("error: ") and "missing.parquet: file or folder not found." in lines[0]
+    assert all(ln.startswith(("error:", "hint:")) for ln in lines) and len(lines) <= 2
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_cli_bad_rows_without_rejects(model_env, bad_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from journey.cli import app
+
+    result = CliRunner().invoke(app, ["score", "--events", str(bad_csv), "--out", str(tmp_path / "s.parquet"), "--model", model_env.uri])
+    assert result.exit_code == 2
+    assert "11 problem(s)" in result.stderr and "--rejects PATH" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s.parquet").exists()
+
+
+# ---- Spark (local mode, started by the test) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    from serving.spark import get_session
+
+    session, _ = get_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reasons", [False, True])
+def test_spark_equals_local_parquet(spark, batch_model, events_parquet, tmp_path, reasons):
+    from serving.spark import score_spark
+
+    loc, spk = tmp_path / "local.parquet", tmp_path / "spark.parquet"
+    c_local = score_file(events_parquet, loc, predictor=batch_model.predictor, reasons=reasons, partitions=8)
+    c_spark = score_file(events_parquet, spk, predictor=batch_model.predictor, reasons=reasons, partitions=8, engine="spark")
+    a, b = pd.read_parquet(loc), pd.read_parquet(spk)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-12)  # same rows in the same order
+    assert_same(a, b)  # in fact bit for bit
+    keys = ("scored", "ineligible", "rejected", "duplicates", "input_rows", "events", "customers", "partitions", "as_of")
+    assert {k: c_local[k] for k in keys} == {k: c_spark[k] for k in keys}
+    # and score_spark called directly, on the session of the test
+    c2 = score_spark(events_parquet, tmp_path / "direct.csv", predictor=batch_model.predictor, reasons=reasons, spark=spark, partitions=8)
+    assert_same(read_out(tmp_path / "direct.csv"), a)
+    assert c2["scored"] == c_local["scored"]
+    assert leftovers(tmp_path, {"local.parquet", "spark.parquet", "direct.csv"}) == []
+
+
+@pytest.mark.slow
+def test_spark_equals_local_with_rejects_csv_and_folder(spark, batch_model, bad_csv, batch_events, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad.csv").write_bytes(bad_csv.read_bytes())
+    raw = batch_events.drop(columns=["true_stage"]).iloc[:5000]
+    io.write_table(raw, folder / "more.parquet")
+    raw.iloc[:40].assign(timestamp=lambda d: d["timestamp"].astype(str)).to_json(folder / "dups.jsonl", orient="records", lines=True)
+    for engine in ("local", "spark"):
+        counts = score_file(folder, tmp_path / f"{engine}.csv", predictor=batch_model.predictor, engine=engine,
+                            rejects=tmp_path / f"{engine}-rejects.parquet", batch_rows=2000)
+        if engine == "local":
+            c_local = counts
+    keys = ("scored", "ineligible", "rejected", "duplicates", "input_rows", "events", "customers", "partitions", "as_of")
+    assert {k: c_local[k] for k in keys} == {k: counts[k] for k in keys}
+    assert counts["events"] + counts["rejected"] + counts["duplicates"] == counts["input_rows"]
+    assert (tmp_path / "local.csv").read_text() == (tmp_path / "spark.csv").read_text()  # identical files
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local-rejects.parquet"), pd.read_parquet(tmp_path / "spark-rejects.parquet"))
+    v = io.read_events(folder, batch_model.predictor.taxonomy, allow_rejects=True)
+    assert_same(read_out(tmp_path / "spark.csv"), score_events(batch_model.predictor, v.events, v.events["timestamp"].max()))
+
+
+@pytest.mark.slow
+def test_spark_bad_rows_without_rejects_is_the_same_error(spark, batch_model, bad_csv, tmp_path):
+    with pytest.raises(InputError) as exc:
+        score_file(bad_csv, tmp_path / "s.parquet", predictor=batch_model.predictor, engine="spark")
+    with pytest.raises(InputError) as ref:
+        io.read_events(bad_csv, batch_model.predictor.taxonomy)
+    assert exc.value.message == ref.value.message and "--rejects PATH" in exc.value.hint
+    assert leftovers(tmp_path, set()) == []
+
+
+@pytest.mark.slow
+def test_spark_crc32_partition_matches_local(spark):
+    from pyspark.sql import functions as F
+
+    ids = ["c0000001", "c0000002", "ü-42", "x"]
+    rows = spark.createDataFrame([(i,) for i in ids], "customer_id string").select(
+        "customer_id", F.pmod(F.crc32(F.col("customer_id").cast("binary")), F.lit(7)).alias("p")).collect()
+    assert {r.customer_id: r.p for r in rows} == dict(zip(ids, partition_of(pd.Series(ids), 7).tolist()))

@@ -1,0 +1,38 @@
+"""Metric helpers against scikit-learn and hand-computed values."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from training.metrics import bootstrap_ci, expected_calibration_error, lift_top_decile, macro_f1_codes
+
+
+def test_fast_macro_f1_equals_sklearn():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        k = int(rng.integers(2, 7))
+        y, p = rng.integers(0, k, 300), rng.integers(0, k, 300)
+        w = rng.integers(0, 3, 300).astype(float)
+        expected = f1_score(y, p, labels=list(range(k)), average="macro", zero_division=0, sample_weight=w)
+        assert macro_f1_codes(y, p, k, w) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ece_perfect_and_off():
+    y = np.array([0, 1] * 50)
+    assert expected_calibration_error(y, np.full(100, 0.5)) == pytest.approx(0.0)
+    assert expected_calibration_error(y, np.full(100, 0.9)) == pytest.approx(0.4)
+
+
+def test_lift_top_decile():
+    y = np.zeros(100)
+    y[:10] = 1
+    score = -np.arange(100.0)  # the 10 positives score highest
+    assert lift_top_decile(y, score) == pytest.approx(10.0)
+
+
+def test_bootstrap_interval_brackets_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    customers = np.array([f"c{i}" for i in range(500)])
+    ci = bootstrap_ci(lambda w: float(np.average(y, weights=w)), customers, 200, 0)
+    assert ci[0] < y.mean() < ci[1] and ci[1] - ci[0] < 0.15

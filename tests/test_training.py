@@ -1,0 +1,100 @@
+"""Train -> register -> promote -> load -> predict, against a real MLflow server and the embedded store."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from journey.events import canonical_events
+from journey.generate import generate_events
+from journey.io import write_table
+from journey.settings import Settings, build_settings
+from journey.taxonomy import load_taxonomy
+from training import tracking
+from training.pipeline import train_and_evaluate
+
+pytestmark = pytest.mark.slow
+
+FAST = {"n_estimators": 40, "bootstrap_rounds": 20, "max_train_rows": 20000}
+BAD = FAST | {"n_estimators": 1, "num_leaves": 2, "min_child_samples": 100000, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def events_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("events") / "events.parquet"
+    df = generate_events(1200, seed=11)
+    write_table(df, path, taxonomy="five_stage")
+    return path
+
+
+def _train(events_file, report_dir, overrides):
+    from journey.cli import run_training
+
+    tax = load_taxonomy("five_stage")
+    return run_training(events_file, tax, build_settings(overrides), report_dir)
+
+
+def _cycle(events_file, tmp_path):
+    good = _train(events_file, tmp_path / "r1", FAST)
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    for key in ("dataset", "settings", "tasks"):
+        assert key in report
+    assert report["tasks"]["stage"]["model"]["macro_f1"] > 0
+    assert (tmp_path / "r1" / "report.html").read_text().count("data:image/png;base64,") >= 4
+    d = tracking.promote("journey-stage")
+    assert d["promoted"] and d["reason"] == "no champion yet"
+    predictor = tracking.load_predictor("models:/journey-stage@champion")
+    assert predictor.info["version"] == good["version"]
+    # the pyfunc model predicts from raw events
+    model = mlflow.pyfunc.load_model("models:/journey-stage@champion")
+    df = generate_events(30, seed=5).drop(columns=["true_stage"])
+    out = model.predict(df, params={"as_of": "2025-12-31T00:00:00+00:00"})
+    assert {"customer_id", "stage", "churn_probability", "next_best_action"} <= set(out.columns)
+    probs = out[[c for c in out.columns if c.startswith("stage_probability_")]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    return good
+
+
+def test_cycle_against_real_mlflow_server(mlflow_server, events_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    _cycle(events_file, tmp_path)
+    client = mlflow.MlflowClient(mlflow_server)
+    runs = client.search_runs([mlflow.get_experiment_by_name("journey-stage").experiment_id])
+    train_run = [r for r in runs if "gate" in r.data.tags][0]
+    assert "test.stage.model.macro_f1" in train_run.data.metrics
+    assert train_run.data.params["horizons.churn"] == "90.0"
+    assert train_run.data.tags["data.fingerprint"]
+
+
+def test_cycle_embedded_store_and_gate(events_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("JOURNEY_HOME", str(tmp_path / "home"))
+    bad = _train(events_file, tmp_path / "bad", BAD)
+    assert tracking.promote("journey-stage")["promoted"]  # first model: champion
+    good = _train(events_file, tmp_path / "good", FAST)
+    d = tracking.promote("journey-stage")
+    assert d["promoted"], d
+    assert all(v["passed"] for v in d["comparisons"].values())
+    assert tracking.current_champion("journey-stage") == good["version"]
+    worse = _train(events_file, tmp_path / "worse", BAD)
+    d = tracking.promote("journey-stage")
+    assert not d["promoted"], d
+    assert any(not v["passed"] for v in d["comparisons"].values())
+    assert d["comparisons"]["stage.macro_f1"]["champion"] > d["comparisons"]["stage.macro_f1"]["challenger"]
+    assert tracking.current_champion("journey-stage") == good["version"] != worse["version"] != bad["version"]
+    assert (tmp_path / "home" / "mlflow.db").exists()
+
+
+def test_tasks_without_positives_are_skipped():
+    tax = load_taxonomy("five_stage")
+    df = generate_events(600, seed=2).drop(columns=["true_stage"])
+    adv = tax.advocacy_events
+    df = df[~df["event_type"].isin(adv)]
+    events = canonical_events(df, "gen", tax).events
+    out = train_and_evaluate(events, tax, Settings(**FAST))
+    assert "skipped" in out.report["tasks"]["advocacy"]
+    assert "no positive examples" in out.report["tasks"]["advocacy"]["skipped"]
+    assert "advocacy" not in out.predictor.models and "stage" in out.predictor.models
