@@ -74,8 +74,13 @@ class _Builder:
         return self._cache[name]
 
     def add_matrix(self, prefix: str, labels: tuple[str, ...] | list[str], mat: np.ndarray) -> None:
-        for j, lab in enumerate(labels):
-            self.add(f"{prefix}{lab}", mat[:, j])
+        """A block of columns named ``prefix + label`` (one assignment, not one per column)."""
+        k = len(self.names)
+        names = [f"{prefix}{lab}" for lab in labels]
+        self.names.extend(names)
+        if self.X is not None:
+            assert self.expected[k: k + len(names)] == names, (k, names[0])
+            self.X[:, k: k + len(names)] = mat
 
 
 _KEEP = {"days_since_last_conversion", "days_since_first_conversion", "days_since_last_event"}

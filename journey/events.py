@@ -163,7 +163,8 @@ def validate_events(
 
 
 def sort_events(events: pd.DataFrame) -> pd.DataFrame:
-    return events.sort_values(["customer_id", "timestamp", "event_type"], kind="stable", ignore_index=True)
+    """A total order (all columns), so the same events always come out in the same order."""
+    return events.sort_values(list(COLUMNS), kind="stable", ignore_index=True, na_position="first")
 
 
 def canonical_events(

@@ -3,25 +3,30 @@ partitions, write atomically.
 
 How the local engine works (:func:`score_file`, ``engine="local"``):
 
-1. **Read and validate, streaming.** Every input file (Parquet, CSV, CSV.gz, JSON Lines, or a
-   folder of them) is read in chunks of ``batch_rows`` rows: Parquet by record batches with
-   pyarrow, CSV with ``pandas.read_csv(chunksize=...)``; JSON Lines one file at a time. Each chunk
-   is validated by :func:`journey.events.validate_events` with its true first row number, so a
+1. **Read and validate, streaming.** The input (a Parquet, CSV, CSV.gz or JSON Lines file, or a
+   folder of them) is cut into *read units*: groups of Parquet row groups of about ``batch_rows``
+   rows, or one CSV / JSON Lines file. Each unit is read ``batch_rows`` rows at a time (pyarrow
+   record batches, ``pandas.read_csv(chunksize=...)``; JSON Lines files whole) and every chunk is
+   validated by :func:`journey.events.validate_events` with its true first row number, so a
    rejected row carries the same file, row and reason as with :func:`journey.io.read_events`.
    Invalid rows go to the rejects file when ``rejects`` is given; otherwise the first file with
-   problems stops the run with the same one-line error as ``journey validate`` would report.
+   problems stops the run with the same message as :func:`journey.io.read_events` (and a hint).
 2. **Partition.** Valid canonical events are split by customer partition,
-   ``crc32(utf-8 customer_id) mod partitions``, and spilled (Arrow IPC, LZ4) to a hidden folder
-   next to the output (kept in memory while small). The number of partitions is at least
-   ``partitions`` and grows with the input (about :data:`TARGET_EVENTS_PER_PARTITION` events per
-   partition), so the peak memory does not grow with the number of customers.
+   ``crc32(utf-8 customer_id) mod n`` (Spark: ``pmod(crc32(customer_id), n)``), and kept in memory
+   while small, else spilled as LZ4 Arrow IPC files to a hidden folder next to the output. ``n`` is
+   at least ``partitions`` and grows with the input (about :data:`TARGET_EVENTS_PER_PARTITION`
+   events each), so the working memory does not grow with the number of customers.
 3. **Score.** Each partition is deduplicated across chunks and files (exact duplicates on all
-   columns, as SPEC section 2 says), sorted like the canonical frame and passed to the one scoring
-   path :func:`serving.scoring.score_events` with the same ``as_of`` for every partition. A
-   customer's result depends on its own history only, so partitioning never changes an answer.
-4. **Write atomically.** Each partition's rows are appended to a temporary file in the output's
+   columns, SPEC section 2), sorted exactly like :func:`journey.events.sort_events` and passed to
+   the one scoring path :func:`serving.scoring.score_events` with the same ``as_of`` for every
+   partition. A customer's answer depends on its own history only, so partitioning never changes it.
+4. **Write atomically.** Partitions are appended in order to a temporary file in the output's
    folder (Parquet row groups or CSV lines) that replaces the target with ``os.replace`` only when
    every partition succeeded: a failure or Ctrl-C leaves no partial output and no temporary file.
+
+Big inputs (:data:`PARALLEL_MIN_ROWS` rows or more) use ``workers`` processes (default: one per
+core): Parquet read units are validated and partitions are scored in parallel, the main process
+reads CSV / JSON Lines and writes the output in partition order.
 
 ``as_of`` defaults to the **latest valid event timestamp of the whole input** (not of each
 partition), so every customer is scored at the same time. Output rows come grouped by customer
@@ -34,11 +39,14 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import shutil
+import signal
 import tempfile
 import time
 import zlib
-from contextlib import ExitStack, nullcontext
+from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -47,11 +55,12 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from journey import errors, io
 from journey.errors import InputError, JourneyError, Problem
-from journey.events import COLUMNS, MAX_PROBLEMS, sort_events, validate_events
+from journey.events import COLUMNS, MAX_PROBLEMS, validate_events
 from serving.scoring import output_columns, score_events
 
 DEFAULT_MODEL_URI = "models:/journey-stage@champion"
@@ -59,11 +68,11 @@ DEFAULT_PARTITIONS = 16
 BATCH_ROWS = 1_000_000  # input rows validated at a time
 TARGET_EVENTS_PER_PARTITION = 1_500_000  # partitions are added beyond `partitions` to stay near this
 SPILL_MEMORY_BYTES = 256 * 2**20  # canonical events kept in memory before spilling to disk
+PARALLEL_MIN_ROWS = 2_000_000  # below this, one process (starting workers costs a few seconds)
 EST_BYTES_PER_ROW = {"CSV": 60, "JSON Lines": 150}  # uncompressed; only used to choose the partition count
 TEXT_COLUMNS = ("customer_id", "event_type", "channel", "campaign")  # validated as text
-OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 
-# Canonical events as spilled between the read and the score phase (journey.events.COLUMNS).
+# Canonical events as kept between the read and the score phase (journey.events.COLUMNS).
 EVENT_SCHEMA = pa.schema(
     [
         ("customer_id", pa.string()),
@@ -83,14 +92,14 @@ Progress = Callable[[], object]  # a factory of rich.progress.Progress (journey.
 
 def partition_of(customer_ids, partitions: int) -> np.ndarray:
     """Stable customer -> partition: ``crc32(utf-8 id) mod partitions`` (Spark: ``pmod(crc32(id), n)``)."""
-    codes, uniq = pd.factorize(pd.Series(customer_ids, dtype=object).to_numpy(), sort=False)
+    codes, uniq = pd.factorize(pd.Series(customer_ids).to_numpy(dtype=object), sort=False)
     h = np.fromiter((zlib.crc32(str(u).encode("utf-8")) for u in uniq), dtype=np.int64, count=len(uniq))
     return (h % int(partitions))[codes] if len(codes) else np.zeros(0, np.int64)
 
 
 def partition_count(estimated_rows: int, partitions: int = DEFAULT_PARTITIONS) -> int:
     """At least ``partitions``; more when the input is big (about TARGET_EVENTS_PER_PARTITION each)."""
-    if partitions < 1:
+    if partitions is None or int(partitions) < 1:
         raise JourneyError(f"--partitions {partitions}: expected a whole number >= 1.", "use e.g. --partitions 16.")
     return max(int(partitions), math.ceil(max(estimated_rows, 0) / TARGET_EVENTS_PER_PARTITION))
 
@@ -111,7 +120,7 @@ def estimate_rows(files: list[Path]) -> int:
     return int(total)
 
 
-# ---- phase 1: read and validate, chunk by chunk ---------------------------------------------------
+# ---- phase 1: read and validate, unit by unit, chunk by chunk ------------------------------------
 
 def _parquet_to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow -> pandas exactly as ``pandas.read_parquet`` converts (so validation sees the same types)."""
@@ -128,38 +137,92 @@ def _float_text_columns(columns: dict) -> bool:
     return any(name in TEXT_COLUMNS and is_float for name, is_float in columns.items())
 
 
-def iter_chunks(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(first_row, raw rows) of one event file, ``batch_rows`` at a time, parsed like
-    :func:`journey.io.read_raw` (CSV as text, JSON Lines without type guessing)."""
+def _unreadable(path: Path, exc: Exception) -> JourneyError:
+    reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return errors.unreadable_file(str(path), io._kind(path) or "events", reason)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of the input read and validated in one go (by the main process or a worker)."""
+
+    seq: int  # position in the input: units are numbered in file order, then row order
+    path: Path
+    row_groups: tuple[int, ...] | None = None  # Parquet row groups; None = the whole file
+    first_row: int = 1
+
+
+def plan_units(files: list[Path], batch_rows: int = BATCH_ROWS) -> list[Unit]:
+    """Read units in input order: Parquet row groups grouped to about ``batch_rows`` rows; a
+    CSV / JSON Lines file (read sequentially) or a Parquet file with float text columns is one unit."""
+    units: list[Unit] = []
+    for f in files:
+        if io._kind(f) != "Parquet":
+            units.append(Unit(len(units), f))
+            continue
+        try:
+            pf = pq.ParquetFile(f)
+            schema = pf.schema_arrow
+            meta = pf.metadata
+        except Exception as exc:  # noqa: BLE001
+            raise _unreadable(f, exc) from None
+        if _float_text_columns({n: pa.types.is_floating(schema.field(n).type) for n in schema.names}):
+            units.append(Unit(len(units), f))
+            continue
+        group: list[int] = []
+        rows = 0
+        first = 1
+        for rg in range(meta.num_row_groups):
+            group.append(rg)
+            rows += meta.row_group(rg).num_rows
+            if rows >= batch_rows:
+                units.append(Unit(len(units), f, tuple(group), first))
+                first += rows
+                group, rows = [], 0
+        if group or not units or units[-1].path != f:
+            units.append(Unit(len(units), f, tuple(group), first))
+    return units
+
+
+def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(first_row, raw rows) of a read unit, ``batch_rows`` at a time, parsed like
+    :func:`journey.io.read_raw` (Parquet as pandas reads it, CSV as text, JSON Lines untyped)."""
+    path = unit.path
     kind = io._kind(path)
-    try:
-        if kind == "Parquet":
+    if kind == "Parquet" and unit.row_groups is not None:
+        try:
             pf = pq.ParquetFile(path)
             schema = pf.schema_arrow
-            if _float_text_columns({n: pa.types.is_floating(schema.field(n).type) for n in schema.names}):
-                yield 1, io.read_raw(path)
-                return
-            row = 1
-            for batch in pf.iter_batches(batch_size=batch_rows, use_pandas_metadata=True):
+            row = unit.first_row
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups), use_pandas_metadata=True):
                 df = _parquet_to_pandas(pa.Table.from_batches([batch], schema=schema))
                 yield row, df
                 row += len(df)
-            return
-        if kind == "CSV":
-            sep = "\t" if path.name.lower().endswith(".tsv") else ","
-            row = 1
-            reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=sep, chunksize=batch_rows)
-            with reader:
+        except JourneyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the same one-line message as journey.io.read_raw
+            raise _unreadable(path, exc) from None
+        return
+    if kind == "CSV":
+        sep = "\t" if path.name.lower().endswith(".tsv") else ","
+        row = 1
+        try:
+            with pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=sep, chunksize=batch_rows) as reader:
                 for df in reader:
                     yield row, df.reset_index(drop=True)
                     row += len(df)
-            return
-    except JourneyError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the same one-line message as journey.io.read_raw
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise errors.unreadable_file(str(path), kind or "events", reason) from None
-    yield from frame_chunks(io.read_raw(path), batch_rows)  # JSON Lines: one file at a time
+        except JourneyError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _unreadable(path, exc) from None
+        return
+    yield from frame_chunks(io.read_raw(path), batch_rows)  # JSON Lines (or float text columns): whole file
+
+
+def iter_chunks(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(first_row, raw rows) of one event file, ``batch_rows`` at a time."""
+    for unit in plan_units([Path(path)], batch_rows):
+        yield from unit_chunks(unit, batch_rows)
 
 
 def frame_chunks(raw: pd.DataFrame, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -213,8 +276,8 @@ class FileProblems:
             self.problems = sorted(self.problems + list(problems), key=problem_order)[:MAX_PROBLEMS]
 
     def error(self, taxonomy) -> InputError:
-        """The error :func:`journey.events.canonical_events` raises for this file (same message), with a
-        hint for scoring: the model's taxonomy is fixed, so unknown event types are diverted or retrained."""
+        """The error :func:`journey.io.read_events` raises for this file (same message), with a hint
+        for scoring: the model's taxonomy is fixed, so unknown event types are diverted or retrained."""
         if self.unknown and taxonomy is not None:
             hint = (f"event types {sorted(self.unknown)[:20]} are not in the model's taxonomy '{taxonomy.name}': pass --rejects PATH "
                     "to divert invalid rows to a file and score the rest, or retrain with a taxonomy that maps them.")
@@ -223,62 +286,256 @@ class FileProblems:
         return InputError(self.source, self.problems, hint, total=self.n_problems)
 
 
-class _Spill:
-    """Canonical events by customer partition: in memory while small, then Arrow IPC files."""
+@dataclass
+class UnitResult:
+    """What validating one read unit found (small: counts, problems, rejected rows)."""
 
-    def __init__(self, parts: int, folder_factory: Callable[[], Path], memory_bytes: int = SPILL_MEMORY_BYTES):
+    seq: int
+    source: str
+    n_input: int = 0
+    valid: int = 0  # valid events kept (after removing duplicates inside each chunk)
+    dups: int = 0
+    problems: FileProblems | None = None
+    rejects: list[pd.DataFrame] = field(default_factory=list)
+    max_ts: pd.Timestamp | None = None
+    spilled: bool = False  # written to its own spill file by a worker
+
+    def __post_init__(self):
+        if self.problems is None:
+            self.problems = FileProblems(self.source)
+
+
+def validate_unit(unit: Unit, taxonomy, batch_rows: int, allow_rejects: bool, add_events: Callable[[pd.DataFrame], None]) -> UnitResult:
+    """Validate a read unit chunk by chunk; valid events go to ``add_events`` (not once a problem
+    was found without ``allow_rejects``: the run stops with the error anyway)."""
+    res = UnitResult(unit.seq, str(unit.path))
+    for first_row, raw in unit_chunks(unit, batch_rows):
+        if not len(raw):
+            continue
+        v = validate_events(raw, res.source, taxonomy, first_row=first_row)
+        res.n_input += len(raw)
+        res.problems.add(v.problems, v.n_problems, v.unknown_event_types)
+        if res.problems.n_problems and not allow_rejects:
+            continue
+        if len(v.rejects):
+            res.rejects.append(v.rejects)
+        res.dups += v.duplicates_removed
+        res.valid += len(v.events)
+        if len(v.events):
+            m = v.events["timestamp"].max()
+            res.max_ts = m if res.max_ts is None or m > res.max_ts else res.max_ts
+            add_events(v.events)
+        del raw, v
+    return res
+
+
+# ---- the spill: canonical events by customer partition -------------------------------------------
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def split_by_partition(events: pd.DataFrame, parts: int) -> list[pa.Table]:
+    """A chunk's canonical events -> one Arrow table per customer partition (row order kept)."""
+    part = partition_of(events["customer_id"], parts)
+    table = pa.Table.from_pandas(events, schema=EVENT_SCHEMA, preserve_index=False)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(parts + 1))
+    return [table.take(pa.array(order[bounds[p]:bounds[p + 1]])) for p in range(parts)]
+
+
+class SeqWriter:
+    """One read unit's events on disk: per chunk, one record batch per partition (batch j*P + p)."""
+
+    def __init__(self, path: Path, parts: int):
+        self.path, self.parts = path, parts
+        self._w = None
+
+    def write(self, events: pd.DataFrame) -> None:
+        self.write_pieces(split_by_partition(events, self.parts))
+
+    def write_pieces(self, pieces: list[pa.Table]) -> None:
+        if self._w is None:
+            self._w = pa.ipc.new_file(self.path, EVENT_SCHEMA, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        for piece in pieces:
+            self._w.write_batch(_one_batch(piece))
+
+    def close(self) -> bool:
+        if self._w is None:
+            return False
+        self._w.close()
+        return True
+
+
+class Spill:
+    """Valid canonical events by customer partition, in input order (read unit, then rows).
+
+    Kept in memory while small; beyond ``memory_bytes`` (and always for units validated by worker
+    processes) each read unit is an Arrow IPC file ``seq-NNNNNN.arrow`` in a hidden folder next to
+    the output. The folder is removed by the caller."""
+
+    def __init__(self, parts: int, folder: Path, memory_bytes: int = SPILL_MEMORY_BYTES):
         self.parts = parts
-        self._folder_factory = folder_factory
+        self.folder = folder
         self._memory_bytes = memory_bytes
-        self._mem: list[list[pa.Table]] = [[] for _ in range(parts)]
+        self._mem: dict[int, list[list[pa.Table]]] = {}
         self._mem_size = 0
-        self._writers: list | None = None
-        self._paths: list[Path] = []
-        self._stack = ExitStack()
+        self._files: dict[int, Path] = {}
+        self._open: dict[int, SeqWriter] = {}
 
-    def add(self, events: pd.DataFrame) -> None:
-        if not len(events):
+    def path_of(self, seq: int) -> Path:
+        return self.folder / f"seq-{seq:06d}.arrow"
+
+    def add_file(self, seq: int) -> None:
+        """Register a unit written by a worker process to ``path_of(seq)``."""
+        self._files[seq] = self.path_of(seq)
+
+    def add(self, seq: int, events: pd.DataFrame) -> None:
+        pieces = split_by_partition(events, self.parts)
+        if seq in self._open:
+            self._open[seq].write_pieces(pieces)
             return
-        part = partition_of(events["customer_id"], self.parts)
-        table = pa.Table.from_pandas(events, schema=EVENT_SCHEMA, preserve_index=False)
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(self.parts + 1))
-        for p in range(self.parts):
-            lo, hi = bounds[p], bounds[p + 1]
-            if hi > lo:
-                piece = table.take(pa.array(order[lo:hi]))
-                if self._writers is None:
-                    self._mem[p].append(piece)
-                    self._mem_size += piece.nbytes
+        self._mem.setdefault(seq, []).append(pieces)
+        self._mem_size += sum(x.nbytes for x in pieces)
+        if self._mem_size > self._memory_bytes:  # move everything to disk; this unit's file stays open
+            for sq, chunks in self._mem.items():
+                w = SeqWriter(self.path_of(sq), self.parts)
+                for ch in chunks:
+                    w.write_pieces(ch)
+                if sq == seq:
+                    self._open[sq] = w
                 else:
-                    self._writers[p].write_table(piece)
-        if self._writers is None and self._mem_size > self._memory_bytes:
-            self._to_disk()
+                    w.close()
+                    self._files[sq] = w.path
+            self._mem, self._mem_size = {}, 0
 
-    def _to_disk(self) -> None:
-        folder = self._folder_factory()
-        opts = pa.ipc.IpcWriteOptions(compression="lz4")
-        self._paths = [folder / f"part-{p:05d}.arrow" for p in range(self.parts)]
-        self._writers = [self._stack.enter_context(pa.ipc.new_file(path, EVENT_SCHEMA, options=opts)) for path in self._paths]
-        for p, pieces in enumerate(self._mem):
-            for piece in pieces:
-                self._writers[p].write_table(piece)
-        self._mem = [[] for _ in range(self.parts)]
-        self._mem_size = 0
+    def end_unit(self, seq: int) -> None:
+        w = self._open.pop(seq, None)
+        if w is not None and w.close():
+            self._files[seq] = w.path
 
-    def finish(self) -> None:
-        self._stack.close()
+    def close(self) -> None:
+        for seq in list(self._open):
+            self.end_unit(seq)
 
-    def read(self, p: int) -> pd.DataFrame:
-        """Partition ``p`` as a canonical frame (deduplicated and sorted by the caller)."""
-        if self._writers is None:
-            pieces = self._mem[p]
-            self._mem[p] = []  # release as we go
-            table = pa.concat_tables(pieces) if pieces else EVENT_SCHEMA.empty_table()
-        else:
-            with pa.memory_map(str(self._paths[p])) as src:
-                table = pa.ipc.open_file(src).read_all()
-        return table.to_pandas()
+    def read(self, p: int) -> pa.Table:
+        """Partition ``p``: every unit's pieces in input order (not yet deduplicated across units)."""
+        mem = {sq: [ch[p] for ch in chunks] for sq, chunks in self._mem.items()}
+        for chunks in self._mem.values():  # release as we go
+            for ch in chunks:
+                ch[p] = None
+        return read_partition(p, self.parts, self._files, mem)
+
+
+def read_partition(p: int, parts: int, files: dict[int, Path], mem: dict[int, list] | None = None) -> pa.Table:
+    pieces = []
+    mem = mem or {}
+    for seq in sorted(set(files) | set(mem)):
+        if seq in files:
+            with pa.memory_map(str(files[seq])) as src:
+                reader = pa.ipc.open_file(src)
+                for i in range(p, reader.num_record_batches, parts):
+                    b = reader.get_batch(i)
+                    if b.num_rows:
+                        pieces.append(pa.Table.from_batches([b]))
+        pieces.extend(t for t in mem.get(seq, []) if t is not None and t.num_rows)
+    if not pieces:
+        return EVENT_SCHEMA.empty_table()
+    return pa.concat_tables(pieces).combine_chunks()
+
+
+def _rank(col) -> tuple[np.ndarray, int]:
+    """Rank of each string in byte (= code point) order, the order of journey.events.sort_events."""
+    d = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+    r = np.empty(len(d.dictionary), np.int64)
+    r[pc.sort_indices(d.dictionary).to_numpy()] = np.arange(len(d.dictionary))
+    return r[d.indices.to_numpy(zero_copy_only=False)], len(d.dictionary)
+
+
+def canonical_partition(table: pa.Table) -> tuple[pd.DataFrame, int]:
+    """Pieces of one partition -> (canonical events, duplicates removed): the same rows in the same
+    order as ``sort_events(frame.drop_duplicates(ignore_index=True))`` of journey.events, computed
+    on Arrow. A stable sort on (customer_id, timestamp, event_type); exact duplicates can only sit
+    in runs of equal sort keys, so only those few rows go through pandas' ``duplicated``.
+
+    ``event_type`` and ``channel`` come back as pandas Categoricals (same values: encoding them
+    for the features is then a recode instead of a string lookup)."""
+    n = table.num_rows
+    if n == 0:
+        return _to_frame(table), 0
+    ck, nc = _rank(table.column("customer_id"))
+    ek, ne = _rank(table.column("event_type"))
+    ts = table.column("timestamp").combine_chunks().cast(pa.int64()).to_numpy()
+    uts, tk = np.unique(ts, return_inverse=True)
+    if nc * len(uts) * ne < 2**62:
+        order = np.argsort((ck * len(uts) + tk.astype(np.int64).ravel()) * ne + ek, kind="stable")
+    else:  # pragma: no cover - astronomically many distinct keys in one partition
+        order = np.lexsort((ek, ts, ck))
+    s_ck, s_ts, s_ek = ck[order], ts[order], ek[order]
+    same = np.zeros(n, bool)
+    same[1:] = (s_ck[1:] == s_ck[:-1]) & (s_ts[1:] == s_ts[:-1]) & (s_ek[1:] == s_ek[:-1])
+    keep = np.ones(n, bool)
+    if same.any():
+        in_run = same.copy()
+        in_run[:-1] |= same[1:]
+        sub = table.take(pa.array(order[in_run])).to_pandas()  # runs of equal keys, original order inside a run
+        dup = sub.duplicated(keep="first").to_numpy()
+        keep[np.flatnonzero(in_run)[dup]] = False
+    final = order[keep]
+    return _to_frame(table.take(pa.array(final))), int(n - len(final))
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    for c in ("event_type", "channel"):
+        frame[c] = frame[c].astype("category")
+    return frame
+
+
+def score_partition(table: pa.Table, predictor, as_of, playbook, reasons: bool) -> tuple[pd.DataFrame, dict]:
+    """One partition's events -> its output rows (via serving.scoring.score_events) and counts."""
+    ev, dups = canonical_partition(table)
+    del table
+    stats = {"events": len(ev), "dups": dups, "customers": int(ev["customer_id"].nunique()) if len(ev) else 0}
+    if not len(ev):
+        return pd.DataFrame(columns=output_columns(predictor, reasons)), stats
+    frame = score_events(predictor, ev, as_of, playbook=playbook, reasons=reasons)
+    return frame, stats
+
+
+# ---- worker processes ----------------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _worker_init(predictor, playbook, parts: int, batch_rows: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what an interrupt means
+    _WORKER.update(predictor=predictor, playbook=playbook, parts=parts, batch_rows=batch_rows)
+
+
+def _worker_validate(unit: Unit, path: Path, allow_rejects: bool):
+    """A Parquet read unit, validated on a worker into its own spill file. User errors come back
+    as values (exceptions with extra fields do not survive pickling)."""
+    w = SeqWriter(path, _WORKER["parts"])
+    try:
+        res = validate_unit(unit, _WORKER["predictor"].taxonomy, _WORKER["batch_rows"], allow_rejects, w.write)
+    except JourneyError as exc:
+        return ("error", exc.message, exc.hint)
+    finally:
+        spilled = w.close()
+    res.spilled = spilled
+    return res
+
+
+def _worker_score(p: int, files: dict[int, Path], as_of, reasons: bool):
+    table = read_partition(p, _WORKER["parts"], files)
+    frame, stats = score_partition(table, _WORKER["predictor"], as_of, _WORKER["playbook"], reasons)
+    return p, frame, stats
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 # ---- output --------------------------------------------------------------------------------------
@@ -329,7 +586,7 @@ class OutputWriter:
         self.rows += len(frame)
 
     def write_arrow(self, table: pa.Table) -> None:
-        """Arrow input (the Spark engine): converted to pandas per batch so CSV text is identical."""
+        """Arrow input (the Spark engine): Parquet as is; CSV through pandas so the text is identical."""
         table = table.select(self.schema.names).cast(self.schema)
         if self.kind == "Parquet":
             if self._pq is None:
@@ -341,7 +598,7 @@ class OutputWriter:
                 self.write(batch.to_pandas())
 
     def close(self) -> None:
-        if self.rows == 0 and self._pq is None and self._fh is None:  # no rows: header / schema only
+        if self._pq is None and self._fh is None:  # no rows: the schema / header only
             empty = self.schema.empty_table()
             if self.kind == "Parquet":
                 pq.write_table(empty, self.tmp)
@@ -399,11 +656,6 @@ class _Tasks:
         if self.bar is not None:
             self.bar.advance(task, n)
 
-    def done(self, task) -> None:
-        if self.bar is not None:
-            t = next(x for x in self.bar.tasks if x.id == task)
-            self.bar.update(task, total=t.completed)
-
 
 def score_file(
     events_path,
@@ -419,14 +671,19 @@ def score_file(
     progress: Progress | None = None,
     predictor=None,
     batch_rows: int = BATCH_ROWS,
+    workers: int | None = None,
 ) -> dict:
     """Score every eligible customer of an events file or folder into one Parquet or CSV file.
+
+    ``as_of``: ISO 8601 text or timestamp; default the latest valid event timestamp of the whole
+    input. ``workers``: processes for big inputs (default one per core; 1 = no worker processes).
 
     Returns counts: ``scored`` (rows written), ``ineligible`` (customers with valid events that
     were not scored: no event in the eligibility window before ``as_of``, or only events after
     it), ``rejected`` (invalid input rows), ``duplicates`` (exact duplicate events removed),
     ``input_rows``, ``events`` (valid events after deduplication; ``events + rejected +
-    duplicates == input_rows``), ``customers``, ``partitions``, ``as_of`` and ``seconds``.
+    duplicates == input_rows``), ``customers``, ``problems``, ``partitions``, ``as_of``,
+    ``engine``, ``workers`` and ``seconds``.
     """
     t0 = time.perf_counter()
     events_path, out_path = Path(events_path), Path(out_path)
@@ -437,7 +694,7 @@ def score_file(
     if out_path.is_dir():
         raise JourneyError(f"{out_path}: is a folder; expected an output file.", "pass a file name such as scores.parquet.")
     t_as_of = parse_as_of(as_of)
-    files = io.event_files(events_path)  # clear error for a missing path or unsupported type
+    files = io.event_files(events_path)  # clear error for a missing path or an unsupported type
     n_rows = estimate_rows(files)
     n_parts = partition_count(n_rows, partitions)
     if predictor is None:
@@ -448,94 +705,83 @@ def score_file(
         from serving.spark import score_spark
 
         counts = score_spark(events_path, out_path, predictor=predictor, as_of=t_as_of, rejects=rejects, reasons=reasons,
-                             master=spark_master, partitions=n_parts, progress=progress)
+                             master=spark_master, partitions=n_parts, progress=progress, batch_rows=batch_rows)
         return counts | {"seconds": time.perf_counter() - t0}
+    if workers is None:
+        workers = default_workers() if n_rows >= PARALLEL_MIN_ROWS else 1
     exact = all(io._kind(f) == "Parquet" for f in files)
     counts = _score_local(files, events_path, out_path, predictor, t_as_of, rejects, reasons, n_parts, progress, batch_rows,
-                          n_rows if exact else None)
+                          n_rows if exact else None, max(1, int(workers)))
     return counts | {"seconds": time.perf_counter() - t0}
 
 
 def _score_local(files, events_path: Path, out_path: Path, predictor, t_as_of, rejects, reasons, n_parts, progress, batch_rows,
-                 estimated_rows: int | None = None) -> dict:
+                 estimated_rows: int | None, workers: int) -> dict:
     from serving.playbook import load_playbook
 
     taxonomy = predictor.taxonomy
     playbook = load_playbook()
-    spill_dir: list[Path] = []
-
-    def make_spill_dir() -> Path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        spill_dir.append(Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spill-", dir=out_path.parent)))
-        return spill_dir[-1]
-
-    spill = _Spill(n_parts, make_spill_dir)
-    input_rows = valid_rows = duplicates = n_problems = 0
-    reject_frames: list[pd.DataFrame] = []
-    max_ts: pd.Timestamp | None = None
+    allow_rejects = rejects is not None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    spill_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spill-", dir=out_path.parent))
+    spill = Spill(n_parts, spill_dir, SPILL_MEMORY_BYTES if workers == 1 else 0)  # workers read the spill from disk
+    pool = None
     try:
+        units = plan_units(files, batch_rows)
+        if workers > 1:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(predictor, playbook, n_parts, batch_rows))
         with _bar(progress) as bar:
             tasks = _Tasks(bar)
-            read_task = tasks.add("reading and validating events", estimated_rows)
-            for f in files:
-                fp = FileProblems(str(f))
-                for first_row, raw in iter_chunks(f, batch_rows):
-                    if not len(raw):
-                        continue
-                    v = validate_events(raw, str(f), taxonomy, first_row=first_row)
-                    input_rows += len(raw)
-                    fp.add(v.problems, v.n_problems, v.unknown_event_types)
-                    tasks.advance(read_task, len(raw))
-                    if fp.n_problems and rejects is None:
-                        continue  # keep counting this file's problems for the error, score nothing
-                    if len(v.rejects):
-                        reject_frames.append(v.rejects)
-                    duplicates += v.duplicates_removed
-                    valid_rows += len(v.events)
-                    if len(v.events):
-                        m = v.events["timestamp"].max()
-                        max_ts = m if max_ts is None or m > max_ts else max_ts
-                    spill.add(v.events)
-                    del raw, v
-                if fp.n_problems and rejects is None:
-                    raise fp.error(taxonomy)
-                n_problems += fp.n_problems
-            tasks.done(read_task)
+            read_task = tasks.add("reading and validating events", len(units))
+            results = _phase_validate(units, spill, pool, taxonomy, batch_rows, allow_rejects, tasks, read_task)
+            by_file: dict[str, FileProblems] = {}
+            input_rows = duplicates = 0
+            max_ts = None
+            for r in results:  # in input order: the first file with problems is reported
+                fp = by_file.setdefault(r.source, FileProblems(r.source))
+                fp.add(r.problems.problems, r.problems.n_problems, r.problems.unknown)
+                input_rows += r.n_input
+                duplicates += r.dups
+                if r.max_ts is not None and (max_ts is None or r.max_ts > max_ts):
+                    max_ts = r.max_ts
+            if not allow_rejects:
+                for fp in by_file.values():
+                    if fp.n_problems:
+                        raise fp.error(taxonomy)
             if input_rows == 0:
                 raise errors.no_events(str(events_path))
-            spill.finish()
             t = t_as_of if t_as_of is not None else max_ts
+            n_problems = sum(fp.n_problems for fp in by_file.values())
             customers = scored = events_total = 0
             with io.atomic_path(out_path) as tmp:
                 writer = open_output(tmp, out_path, predictor, reasons)
                 try:
                     score_task = tasks.add(f"scoring {n_parts} customer partitions", n_parts)
-                    for p in range(n_parts):
-                        ev = spill.read(p)
-                        if len(ev):
-                            before = len(ev)
-                            ev = sort_events(ev.drop_duplicates(ignore_index=True))
-                            duplicates += before - len(ev)
-                            events_total += len(ev)
-                            customers += int(ev["customer_id"].nunique())
-                            frame = score_events(predictor, ev, t, playbook=playbook, reasons=reasons)
-                            del ev
+                    for frame, stats in _phase_score(n_parts, spill, pool, predictor, t, playbook, reasons, workers):
+                        duplicates += stats["dups"]
+                        events_total += stats["events"]
+                        customers += stats["customers"]
+                        if len(frame):
                             writer.write(frame)
                             scored += len(frame)
-                            del frame
+                        del frame
                         tasks.advance(score_task)
                     writer.close()
                 except BaseException:
                     writer.abort()
                     raise
                 if rejects is not None:  # written only when the scores are complete (both atomic)
-                    rej = pd.concat(reject_frames, ignore_index=True) if reject_frames else _empty_rejects()
-                    io.write_table(rej, rejects)
+                    frames = [x for r in results for x in r.rejects]
+                    io.write_table(pd.concat(frames, ignore_index=True) if frames else _empty_rejects(), rejects)
     finally:
-        spill.finish()
-        for d in spill_dir:
-            shutil.rmtree(d, ignore_errors=True)
-    rejected = int(sum(len(r) for r in reject_frames))
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        spill.close()
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    rejected = int(sum(len(x) for r in results for x in r.rejects))
     return {
         "scored": int(scored),
         "ineligible": int(customers - scored),
@@ -548,12 +794,56 @@ def _score_local(files, events_path: Path, out_path: Path, predictor, t_as_of, r
         "partitions": int(n_parts),
         "as_of": t.isoformat() if t is not None else None,
         "engine": "local",
+        "workers": int(workers),
         "out": str(out_path),
     }
+
+
+def _phase_validate(units, spill: Spill, pool, taxonomy, batch_rows, allow_rejects, tasks, read_task) -> list[UnitResult]:
+    """Validate every read unit into the spill; Parquet units on the workers when there are some."""
+    results: dict[int, UnitResult] = {}
+    pending = {}
+    for unit in units:
+        if pool is not None and unit.row_groups is not None:
+            pending[unit.seq] = pool.apply_async(_worker_validate, (unit, spill.path_of(unit.seq), allow_rejects))
+    for unit in units:
+        if unit.seq in pending:
+            continue
+        results[unit.seq] = validate_unit(unit, taxonomy, batch_rows, allow_rejects, lambda ev, s=unit.seq: spill.add(s, ev))
+        spill.end_unit(unit.seq)
+        tasks.advance(read_task)
+    for seq, job in pending.items():
+        res = job.get()
+        if isinstance(res, tuple):
+            raise JourneyError(res[1], res[2])
+        if res.spilled:
+            spill.add_file(seq)
+        results[seq] = res
+        tasks.advance(read_task)
+    spill.close()
+    return [results[u.seq] for u in units]
+
+
+def _phase_score(n_parts, spill: Spill, pool, predictor, t, playbook, reasons, workers) -> Iterator[tuple[pd.DataFrame, dict]]:
+    """Scored partitions in partition order; on the workers (a few partitions ahead) if any."""
+    if pool is None:
+        for p in range(n_parts):
+            yield score_partition(spill.read(p), predictor, t, playbook, reasons)
+        return
+    files = dict(spill._files)
+    window: deque = deque()
+    nxt = 0
+    while nxt < n_parts or window:
+        while nxt < n_parts and len(window) < workers + 1:
+            window.append(pool.apply_async(_worker_score, (nxt, files, t, reasons)))
+            nxt += 1
+        _, frame, stats = window.popleft().get()
+        yield frame, stats
 
 
 def _empty_rejects() -> pd.DataFrame:
     return pd.DataFrame({"source": pd.Series(dtype="str"), "row": pd.Series(dtype="int64"), "reject_reason": pd.Series(dtype="str")})
 
 
-__all__ = ["score_file", "partition_of", "partition_count", "output_schema", "OutputWriter", "parse_as_of", "iter_chunks"]
+__all__ = ["score_file", "partition_of", "partition_count", "output_schema", "OutputWriter", "parse_as_of", "iter_chunks",
+           "canonical_partition", "plan_units"]

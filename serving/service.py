@@ -250,16 +250,17 @@ async def _send_json(send: Any, status: int, payload: dict, extra_headers: list 
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _nullable_30(node: Any) -> Any:
-    """OpenAPI 3.0 has no ``type: null``: ``anyOf: [X, {type: null}]`` -> X + ``nullable: true``."""
+def _openapi_30(node: Any) -> Any:
+    """Pydantic emits JSON Schema 2020-12; OpenAPI 3.0 has no ``type: null`` and a single
+    ``example``: ``anyOf: [X, {type: null}]`` -> X + ``nullable: true``, ``examples: [a, ...]`` -> ``example: a``."""
     if isinstance(node, list):
-        return [_nullable_30(v) for v in node]
+        return [_openapi_30(v) for v in node]
     if not isinstance(node, dict):
         return node
-    node = {k: _nullable_30(v) for k, v in node.items()}
+    node = dict(node)
     for key in ("anyOf", "oneOf"):
         options = node.get(key)
-        if isinstance(options, list) and any(o == {"type": "null"} for o in options):
+        if isinstance(options, list) and {"type": "null"} in options:
             rest = [o for o in options if o != {"type": "null"}]
             del node[key]
             if len(rest) == 1 and "$ref" not in rest[0]:
@@ -269,10 +270,11 @@ def _nullable_30(node: Any) -> Any:
             else:
                 node[key] = rest
             node["nullable"] = True
-    if node.get("type") == "null":
-        node.pop("type")
-        node["nullable"] = True
-    return node
+    if isinstance(node.get("examples"), list):  # a schema's examples (a Media Type's examples is a map)
+        examples = node.pop("examples")
+        if examples and "example" not in node:
+            node["example"] = examples[0]
+    return {k: _openapi_30(v) for k, v in node.items()}
 
 
 def patch_openapi(doc: dict, auth: bool) -> dict:
@@ -302,13 +304,13 @@ def patch_openapi(doc: dict, auth: bool) -> dict:
             op["security"] = [{"bearerAuth": []}]
     if auth:
         doc["components"].setdefault("securitySchemes", {})["bearerAuth"] = {"type": "http", "scheme": "bearer"}
-    doc["components"]["schemas"] = _nullable_30(doc["components"]["schemas"])
+    doc["components"]["schemas"] = _openapi_30(doc["components"]["schemas"])
     for item in doc.get("paths", {}).values():
         for op in item.values():
             if isinstance(op, dict):
                 for key in ("responses", "requestBody", "parameters"):
                     if key in op:
-                        op[key] = _nullable_30(op[key])
+                        op[key] = _openapi_30(op[key])
     return doc
 
 

@@ -356,13 +356,6 @@ def test_encode_is_order_independent_for_unsorted_frames(rows, rnd):
     np.testing.assert_array_equal(a.X, b.X)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG features/encode.py: the 'already sorted' check looks at (customer, timestamp) only, so a "
-    "frame sorted by (customer, timestamp) whose same-timestamp events are not in event_type order is not "
-    "re-sorted; sequence/transition features then depend on input row order (canonical order is "
-    "(customer, timestamp, event_type), which the lexsort fallback uses).",
-)
 def test_encode_same_timestamp_order_independent():
     raw = pd.DataFrame(
         {

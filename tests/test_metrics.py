@@ -36,3 +36,18 @@ def test_bootstrap_interval_brackets_estimate():
     customers = np.array([f"c{i}" for i in range(500)])
     ci = bootstrap_ci(lambda w: float(np.average(y, weights=w)), customers, 200, 0)
     assert ci[0] < y.mean() < ci[1] and ci[1] - ci[0] < 0.15
+
+
+def test_ranked_scores_equal_sklearn_with_weights_and_ties():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from training.metrics import RankedScores
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = rng.integers(0, 2, 400)
+        s = np.round(rng.random(400), 1)  # many ties
+        w = rng.integers(0, 4, 400).astype(float)
+        r = RankedScores(y, s)
+        assert r.roc_auc(w) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+        assert r.average_precision(w) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)

@@ -23,7 +23,7 @@ from features.encode import EncodedEvents, encode, from_us
 from features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
 from journey.settings import TASKS, Settings
 from journey.taxonomy import Taxonomy
-from training.metrics import binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
+from training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
 from training.models import fit_task
 from training.predictor import BINARY_TASKS, JourneyPredictor
 
@@ -191,10 +191,11 @@ def train_and_evaluate(
                 "best_iteration": model.best_iteration,
             }
             first = next(iter(base))
+            rm, rb = RankedScores(y_te, p), RankedScores(y_te, base[first])
             res["ci95"] = {
-                "model.roc_auc": bootstrap_ci(lambda w: binary_metrics(y_te, p, w, probabilities=False)["roc_auc"], cust, B, seed),
-                "model.pr_auc": bootstrap_ci(lambda w: binary_metrics(y_te, p, w, probabilities=False)["pr_auc"], cust, B, seed),
-                f"{first}.roc_auc": bootstrap_ci(lambda w: binary_metrics(y_te, base[first], w, probabilities=False)["roc_auc"], cust, B, seed),
+                "model.roc_auc": bootstrap_ci(rm.roc_auc, cust, B, seed),
+                "model.pr_auc": bootstrap_ci(rm.average_precision, cust, B, seed),
+                f"{first}.roc_auc": bootstrap_ci(rb.roc_auc, cust, B, seed),
             }
             evals[task] = TaskEval(y_te, p, [0, 1], base | {"logistic_regression": lr_proba[:, 1]}, cust, snaps.cutoff_us[te], imp)
         res["test_cutoffs"] = [from_us(t).isoformat() for t in split.test]
