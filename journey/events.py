@@ -164,7 +164,8 @@ def validate_events(
 
 def sort_events(events: pd.DataFrame) -> pd.DataFrame:
     """A total order (all columns), so the same events always come out in the same order."""
-    return events.sort_values(list(COLUMNS), kind="stable", ignore_index=True, na_position="first")
+    cols = [c for c in COLUMNS if c in events.columns]
+    return events.sort_values(cols, kind="stable", ignore_index=True, na_position="first")
 
 
 def canonical_events(

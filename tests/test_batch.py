@@ -149,6 +149,40 @@ def test_chunks_partitions_and_spill_do_not_change_answers(batch_model, bad_csv,
     assert leftovers(tmp_path, {"s.parquet", "rejects.parquet", "ref_rejects.parquet"}) == []
 
 
+def test_worker_processes_give_the_same_files(batch_model, bad_csv, batch_events, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_bad.csv").write_bytes(bad_csv.read_bytes())
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(batch_events.drop(columns=["true_stage"]).iloc[::-1], preserve_index=False)
+    pq.write_table(table, folder / "b.parquet", row_group_size=1500)  # several read units, unsorted
+    counts = {}
+    for w in (1, 2):
+        counts[w] = score_file(folder, tmp_path / f"w{w}.csv", predictor=batch_model.predictor, workers=w, batch_rows=2000,
+                               partitions=5, rejects=tmp_path / f"rej{w}.parquet")
+    assert counts[2]["workers"] == 2
+    assert (tmp_path / "w1.csv").read_text() == (tmp_path / "w2.csv").read_text()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rej1.parquet"), pd.read_parquet(tmp_path / "rej2.parquet"))
+    drop = ("seconds", "workers", "out")
+    assert {k: v for k, v in counts[1].items() if k not in drop} == {k: v for k, v in counts[2].items() if k not in drop}
+    v = io.read_events(folder, batch_model.predictor.taxonomy, allow_rejects=True)
+    assert_same(read_out(tmp_path / "w2.csv"), score_events(batch_model.predictor, v.events, v.events["timestamp"].max()))
+    assert counts[2]["duplicates"] == v.duplicates_removed
+    assert leftovers(tmp_path, {"in", "w1.csv", "w2.csv", "rej1.parquet", "rej2.parquet"}) == []
+
+
+def test_worker_error_is_one_clear_error(batch_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    io.write_table(pd.DataFrame({"customer_id": ["a"], "when": ["2025-01-01"], "event_type": ["ad_click"]}), folder / "x.parquet")
+    with pytest.raises(JourneyError, match="missing required column\\(s\\) 'timestamp'") as exc:
+        score_file(folder, tmp_path / "s.parquet", predictor=batch_model.predictor, workers=2)
+    assert "rename your columns" in exc.value.hint
+    assert leftovers(tmp_path, {"in"}) == []
+
+
 def _write(df, path):
     io.write_table(df, path)
     return path

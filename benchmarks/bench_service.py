@@ -1,0 +1,364 @@
+"""Benchmark of the HTTP prediction service (SPEC section 8) under load.
+
+1. Starts `journey serve` (a real `bentoml serve`) on a free loopback port with a registered model
+   (``--journey-home`` / ``JOURNEY_HOME``; without either, ``journey demo --customers 1500`` builds
+   one in a temporary folder first).
+2. In-process reference, measured while the server is idle: the same payloads scored in Python,
+   ``score_events`` + ``to_records`` on canonical events (``score``), and with the event
+   validation the service also does (``validate_and_score`` = ``canonical_events`` + the above).
+3. Open-loop load with an httpx asyncio client: single-customer requests with 200-event histories
+   sent at ``--rate`` requests/s for ``--seconds`` (arrivals on a fixed schedule, whatever the
+   answers; a request still unanswered after ``--timeout`` seconds counts as an error). Recorded:
+   p50/p95/p99 latency of the answered requests, errors by kind, achieved rate (requests answered
+   with 200 per second of the sending window), and the peak RSS of the service's process tree
+   (sampled every 0.25 s; psutil when installed, else /proc).
+
+Targets (in the JSON): p99 <= 50 ms, zero errors, peak RSS <= 1.5 GB.
+
+    python benchmarks/bench_service.py                        # 100 req/s for 60 s
+    python benchmarks/bench_service.py --rate 20 --seconds 10 # quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+TARGET_P99_MS = 50.0
+TARGET_ERRORS = 0
+TARGET_PEAK_RSS_GB = 1.5
+EVENTS_PER_REQUEST = 200
+N_PAYLOADS = 50
+
+
+# ---- the service process -------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0
+        total = 0
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += p.memory_info().rss
+        return total
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: float = 600) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "MLFLOW_TRACKING_URI"))}
+    env |= {"JOURNEY_HOME": str(home), "JOURNEY_WORKERS": str(workers), "BENTOML_HOME": str(workdir / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    log = open(workdir / "serve.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "journey.cli", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"journey serve exited:\n{(workdir / 'serve.log').read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                return proc, url
+        time.sleep(1)
+    stop_service(proc)
+    raise SystemExit(f"journey serve not ready after {timeout:.0f}s:\n{(workdir / 'serve.log').read_text()[-3000:]}")
+
+
+def stop_service(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+
+
+def ensure_model(home: Path | None, workdir: Path) -> Path:
+    if home is not None:
+        return home
+    demo = workdir / "demo"
+    print(f"no --journey-home: building a model with `journey demo --customers 1500` in {demo} ...", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "MLFLOW_TRACKING_URI"))} | {"JOURNEY_HOME": str(demo / "mlflow")}
+    subprocess.run([sys.executable, "-m", "journey.cli", "demo", "--customers", "1500", "--workdir", str(demo)], cwd=workdir, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return demo / "mlflow"
+
+
+# ---- payloads ----------------------------------------------------------------------------------
+
+def make_payloads(n: int, events_per_request: int, seed: int = 0) -> tuple[list[dict], str]:
+    """``n`` single-customer requests of exactly ``events_per_request`` events from synthetic
+    journeys (the longest real histories, topped up with other customers' touchpoints)."""
+    import pandas as pd
+
+    from journey.generate import generate_events
+
+    df = generate_events(3000, seed=seed + 101).drop(columns=["true_stage"], errors="ignore")
+    as_of = df["timestamp"].max()
+    by_customer = {cid: g for cid, g in df.groupby("customer_id", sort=False)}
+    longest = sorted(by_customer, key=lambda c: -len(by_customer[c]))
+    rng = random.Random(seed)
+    pool = df.sample(frac=1.0, random_state=seed)
+    payloads = []
+    for i in range(n):
+        own = by_customer[longest[i % len(longest)]]
+        need = max(0, events_per_request - len(own))
+        start = rng.randrange(0, max(1, len(pool) - need))
+        rows = pd.concat([own, pool.iloc[start:start + need]]).head(events_per_request).sort_values("timestamp")
+        events = [
+            {"timestamp": ts.isoformat(), "event_type": et, "channel": None if pd.isna(ch) else ch,
+             "value": None if pd.isna(v) else float(v), "campaign": None if pd.isna(cp) else cp}
+            for ts, et, ch, v, cp in zip(rows["timestamp"], rows["event_type"], rows["channel"], rows["value"], rows["campaign"])
+        ]
+        payloads.append({"customers": [{"customer_id": f"bench-{i}", "events": events}], "as_of": as_of.isoformat()})
+    return payloads, as_of.isoformat()
+
+
+# ---- in-process reference ---------------------------------------------------------------------
+
+def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int) -> dict:
+    import pandas as pd
+
+    os.environ["JOURNEY_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from journey.events import canonical_events
+    from serving.playbook import load_playbook
+    from serving.scoring import score_events, to_records
+    from training.tracking import load_predictor
+
+    predictor = load_predictor(model)
+    playbook = load_playbook()
+    raws, canon = [], []
+    for p in payloads:
+        c = p["customers"][0]
+        raw = pd.DataFrame([{"customer_id": c["customer_id"], **e} for e in c["events"]])
+        raws.append((raw, p["as_of"]))
+        canon.append((canonical_events(raw, "bench", predictor.taxonomy).events, p["as_of"]))
+    for events, as_of in canon[:3]:  # warm-up
+        to_records(score_events(predictor, events, as_of, eligible_only=False, reasons=True, playbook=playbook), predictor)
+    score_ms, full_ms = [], []
+    for k in range(repeats):
+        raw, as_of = raws[k % len(raws)]
+        events, _ = canon[k % len(canon)]
+        t0 = time.perf_counter()
+        to_records(score_events(predictor, events, as_of, eligible_only=False, reasons=True, playbook=playbook), predictor)
+        t1 = time.perf_counter()
+        ev = canonical_events(raw, "bench", predictor.taxonomy).events
+        to_records(score_events(predictor, ev, as_of, eligible_only=False, reasons=True, playbook=playbook), predictor)
+        t2 = time.perf_counter()
+        score_ms.append((t1 - t0) * 1000)
+        full_ms.append((t2 - t1) * 1000)
+    return {
+        "calls": repeats,
+        "score": summary(score_ms),
+        "validate_and_score": summary(full_ms),
+        "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version")},
+    }
+
+
+def summary(ms: list[float]) -> dict:
+    if not ms:
+        return {"n": 0}
+    s = sorted(ms)
+
+    def q(p: float) -> float:
+        return round(s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))], 3)
+
+    return {"n": len(s), "mean_ms": round(statistics.fmean(s), 3), "p50_ms": q(50), "p95_ms": q(95), "p99_ms": q(99), "max_ms": round(s[-1], 3)}
+
+
+# ---- load --------------------------------------------------------------------------------------
+
+async def load(url: str, payloads: list[dict], rate: float, seconds: float, timeout: float, pid: int, token: str | None) -> dict:
+    import httpx
+
+    bodies = [json.dumps(p).encode() for p in payloads]
+    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    peak = [tree_rss_bytes(pid)]
+    done = asyncio.Event()
+
+    async def sample_memory() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], await asyncio.to_thread(tree_rss_bytes, pid))
+            await asyncio.sleep(0.25)
+
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(timeout)) as client:
+        async def one(i: int) -> None:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/predict", content=bodies[i % len(bodies)], headers=headers)
+            except httpx.TimeoutException:
+                errors["timeout"] = errors.get("timeout", 0) + 1
+                return
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return
+            dt = (time.perf_counter() - t0) * 1000
+            if r.status_code == 200:
+                latencies.append(dt)
+            else:
+                errors[f"http_{r.status_code}"] = errors.get(f"http_{r.status_code}", 0) + 1
+
+        sampler = asyncio.create_task(sample_memory())
+        n = int(rate * seconds)
+        tasks = []
+        start = time.perf_counter()
+        behind = 0.0
+        for i in range(n):
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            else:
+                behind = max(behind, -wait)
+            tasks.append(asyncio.create_task(one(i)))
+        send_window = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+        total = time.perf_counter() - start
+        done.set()
+        await sampler
+    return {
+        "requests": n,
+        "ok": len(latencies),
+        "errors": sum(errors.values()),
+        "errors_by_kind": errors,
+        "latency": summary(latencies),
+        "target_rate": rate,
+        "send_window_s": round(send_window, 3),
+        "achieved_rate": round(len(latencies) / max(send_window, 1e-9), 2),
+        "completion_rate": round(len(latencies) / max(total, 1e-9), 2),
+        "all_answered_after_s": round(total, 3),
+        "max_sender_lag_ms": round(behind * 1000, 2),
+        "peak_rss_bytes": peak[0],
+        "peak_rss_gb": round(peak[0] / 1e9, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of the load window")
+    ap.add_argument("--rate", type=float, default=100.0, help="requests per second (open loop)")
+    ap.add_argument("--events", type=int, default=EVENTS_PER_REQUEST, help="events per request (one customer)")
+    ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, seconds")
+    ap.add_argument("--workers", type=int, default=1, help="service worker processes (JOURNEY_WORKERS)")
+    ap.add_argument("--journey-home", type=Path, default=Path(os.environ["JOURNEY_HOME"]) if os.environ.get("JOURNEY_HOME") else None,
+                    help="JOURNEY_HOME with a registered model (default: $JOURNEY_HOME, else build one with journey demo)")
+    ap.add_argument("--model", default="models:/journey-stage@champion", help="MLflow model URI")
+    ap.add_argument("--in-process-calls", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+        workdir = Path(tmp)
+        home = ensure_model(args.journey_home.resolve() if args.journey_home else None, workdir)
+        payloads, as_of = make_payloads(N_PAYLOADS, args.events)
+        print(f"starting the service (model {args.model}, JOURNEY_HOME={home}) ...", flush=True)
+        proc, url = start_service(home, args.model, workdir, args.workers)
+        try:
+            import httpx
+
+            idle_rss = tree_rss_bytes(proc.pid)
+            for p in payloads[:5]:  # warm the server path
+                r = httpx.post(url + "/predict", json=p, timeout=60)
+                r.raise_for_status()
+            print("in-process reference ...", flush=True)
+            inproc = in_process_times(home, args.model, payloads, args.in_process_calls)
+            print(f"load: {args.rate:g} req/s for {args.seconds:g} s ...", flush=True)
+            result = asyncio.run(load(url, payloads, args.rate, args.seconds, args.timeout, proc.pid, None))
+        finally:
+            stop_service(proc)
+
+    http_p50 = result["latency"].get("p50_ms")
+    http_p99 = result["latency"].get("p99_ms")
+    checks = {
+        "p99_ms": {"target": TARGET_P99_MS, "value": http_p99, "pass": http_p99 is not None and http_p99 <= TARGET_P99_MS},
+        "errors": {"target": TARGET_ERRORS, "value": result["errors"], "pass": result["errors"] <= TARGET_ERRORS},
+        "peak_rss_gb": {"target": TARGET_PEAK_RSS_GB, "value": result["peak_rss_gb"], "pass": result["peak_rss_gb"] <= TARGET_PEAK_RSS_GB},
+    }
+    out = {
+        "benchmark": "http service: POST /predict, one customer with a 200-event history per request",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "config": {"rate": args.rate, "seconds": args.seconds, "events_per_request": args.events, "client_timeout_s": args.timeout,
+                   "workers": args.workers, "model": args.model, "payloads": len(payloads), "as_of": as_of},
+        "targets": {"p99_ms": TARGET_P99_MS, "errors": TARGET_ERRORS, "peak_rss_gb": TARGET_PEAK_RSS_GB},
+        "http": result | {"idle_rss_gb": round(idle_rss / 1e9, 3)},
+        "in_process": inproc,
+        "http_overhead": {
+            "p50_ratio_to_score": round(http_p50 / inproc["score"]["p50_ms"], 2) if http_p50 else None,
+            "p50_ratio_to_validate_and_score": round(http_p50 / inproc["validate_and_score"]["p50_ms"], 2) if http_p50 else None,
+        },
+        "checks": checks,
+        "pass": all(c["pass"] for c in checks.values()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({"http": {k: result[k] for k in ("requests", "ok", "errors", "achieved_rate", "peak_rss_gb")} | {"latency": result["latency"]},
+                      "in_process": {k: inproc[k] for k in ("score", "validate_and_score")}, "pass": out["pass"]}, indent=2))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
