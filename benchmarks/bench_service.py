@@ -119,14 +119,45 @@ def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: 
     raise SystemExit(f"journey serve not ready after {timeout:.0f}s:\n{(workdir / 'serve.log').read_text()[-3000:]}")
 
 
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _is_service_process(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"bentoml" in fh.read()
+    except OSError:
+        return False
+
+
 def stop_service(proc: subprocess.Popen) -> None:
+    """SIGTERM the server, which stops its workers; whatever is left after 30 s is killed by id."""
+    below = descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(30)
-    except subprocess.TimeoutExpired:
+    time.sleep(1)
+    for p in ([proc.pid] if proc.poll() is None else []) + [p for p in below if _is_service_process(p)]:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+            os.kill(p, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
 
 
 def ensure_model(home: Path | None, workdir: Path) -> Path:

@@ -19,7 +19,7 @@ from features.encode import CHANNELS, US_PER_DAY, EncodedEvents
 from journey.settings import Settings
 from journey.taxonomy import LAPSED_INDEX, ROLE_INDEX, ROLES
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 N_ROLES = len(ROLES)
 ADV = ROLE_INDEX["advocacy"]
 RET = ROLE_INDEX["retention"]
@@ -83,7 +83,7 @@ class _Builder:
             self.X[:, k: k + len(names)] = mat
 
 
-_KEEP = {"days_since_last_conversion", "days_since_first_conversion", "days_since_last_event"}
+_KEEP = {"days_since_last_conversion", "days_since_first_conversion", "days_since_last_event", "days_since_first_event", "conversions_all"}
 
 
 @lru_cache(maxsize=64)
@@ -245,6 +245,15 @@ def _fill(b: _Builder, h: EncodedEvents, t: int, settings: Settings):
     b.add("gap_last_days", np.where(n_events > 1, _days(last_gap), nan))
     b.add("distinct_channels", (ch_mat > 0).sum(1).astype(np.float64))  # all-time matrices of the last window
     b.add("distinct_event_types", (et_mat > 0).sum(1).astype(np.float64))
+
+    # --- rates over the customer's tenure and how overdue the next purchase is (RFM / BTYD-style)
+    tenure = b.get("days_since_first_event") + 1.0
+    n_conv = b.get("conversions_all")
+    b.add("events_per_day", n_events / tenure)
+    b.add("conversions_per_day", n_conv / tenure)
+    b.add("recency_over_tenure", b.get("days_since_last_event") / tenure)
+    conv_gap = np.where(n_conv > 1, (b.get("days_since_first_conversion") - b.get("days_since_last_conversion")) / np.maximum(n_conv - 1, 1), nan)
+    b.add("conversion_overdue_ratio", b.get("days_since_last_conversion") / np.maximum(conv_gap, 1.0))  # gap floored at 1 day
 
     # --- activity trend: last 30 days against the 30 before ---------------------------------------
     e30 = _count(cust[ts > t - 30 * US_PER_DAY], n).astype(np.float64)

@@ -543,6 +543,20 @@ class GeneratorParams:
         "drop out less).",
         "Assumption (recency/frequency predict survival in BG/NBD).",
     )
+    dropout_sd: float = _f(
+        1.0,
+        "Standard deviation of a per-customer random effect (normal, log-odds) added to every "
+        "transition into lapsed: some customers are simply more likely to drop out than others.",
+        "Heterogeneous dropout probabilities as in the BG/NBD model (Fader, Hardie & Lee 2005: "
+        "Beta-distributed dropout); customers who have stayed long are, by selection, the "
+        "sticky ones, so tenure and history predict survival.",
+    )
+    session_gap_shape: float = _f(
+        1.0,
+        "Gamma shape of the gaps between sessions of an episode (1 = exponential, larger = more "
+        "regular rhythms).",
+        "Assumption.",
+    )
     fatigue_lapse_effect: float = _f(
         0.3,
         "Interest fatigue: log-odds added to the next transition into lapsed for every "
@@ -1044,6 +1058,7 @@ class _Simulator:
         self.adv = np.zeros(n)
         self.spend = np.zeros(n)
         self.pref = np.zeros(n, np.int8)
+        self.drop = np.zeros(n)
         # outputs (lists of per-iteration chunks)
         self.ev: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "t", "type", "chan", "stage", "camp", "value")}
         self.st: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "stage", "t")}
@@ -1072,6 +1087,7 @@ class _Simulator:
         self.adv[ix] = adv
         self.spend[ix] = p.order_value_median * np.exp(p.order_value_customer_sigma * rng.standard_normal(k))
         self.pref[ix] = _categorical(rng, self.tb.platform_cdf, k)
+        self.drop[ix] = p.dropout_sd * rng.standard_normal(k)
         return ix
 
     def run(self) -> None:
@@ -1135,7 +1151,7 @@ class _Simulator:
             + tb.EA[s] * self.adv[g][:, None]
             + tb.EACT[s] * np.log(self.act[g])[:, None]
         )
-        logw[:, _L] += self.p.fatigue_lapse_effect * idle
+        logw[:, _L] += self.p.fatigue_lapse_effect * idle + self.drop[g]
         w = tb.P[s] * np.exp(logw)
         c = np.cumsum(w, axis=1)
         r = rng.random(len(s)) * c[:, -1]
@@ -1168,7 +1184,8 @@ class _Simulator:
         S = int(n_sess.sum())
         c_start = _seg_starts(n_sess)
         own = np.repeat(np.arange(m), n_sess)
-        gap = rng.exponential(size=S) * (tb.sess_gap[s] * slow / self.act[g])[own]
+        k_gap = p.session_gap_shape
+        gap = rng.gamma(k_gap, 1.0 / k_gap, S) * (tb.sess_gap[s] * slow / self.act[g])[own]
         gap[c_start] = 0.0
         sess_u = u[act][own] + _seg_cumsum(gap, c_start, own)
         sess_stage = s[own]

@@ -62,8 +62,8 @@ class Settings(BaseModel):
 
     # models
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
-    n_estimators: int = Field(200, ge=1)
-    learning_rate: float = Field(0.1, gt=0)
+    n_estimators: int = Field(400, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(100, ge=1)
     max_train_rows: int = Field(100_000, ge=1000, description="training rows are sampled down to this many")

@@ -538,6 +538,55 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def _noop() -> None:
+    return None
+
+
+class WorkerPool:
+    """``workers`` spawned processes holding the predictor (concurrent.futures: a worker that dies
+    raises BrokenProcessPool instead of hanging).
+
+    All workers are started at once with ``__main__`` hidden, so they do not re-run the caller's
+    script (a script calling score_file without ``if __name__ == "__main__":`` would otherwise run
+    again in every worker). ``close`` terminates them (after Ctrl-C too)."""
+
+    def __init__(self, workers: int, initargs: tuple):
+        import multiprocessing as mp
+        import sys
+        import types
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self.ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=initargs)
+            for f in [self.ex.submit(_noop) for _ in range(workers)]:
+                f.result()
+        except BaseException:
+            sys.modules["__main__"] = main
+            self.close()
+            raise
+        finally:
+            sys.modules["__main__"] = main
+
+    def submit(self, fn, *args):
+        return self.ex.submit(fn, *args)
+
+    def close(self) -> None:
+        ex = getattr(self, "ex", None)
+        if ex is None:
+            return
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:  # our own workers, by handle
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+        self.ex = None
+
+
 # ---- output --------------------------------------------------------------------------------------
 
 def output_kind(path: Path) -> str:
@@ -729,9 +778,7 @@ def _score_local(files, events_path: Path, out_path: Path, predictor, t_as_of, r
     try:
         units = plan_units(files, batch_rows)
         if workers > 1:
-            import multiprocessing as mp
-
-            pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(predictor, playbook, n_parts, batch_rows))
+            pool = WorkerPool(workers, (predictor, playbook, n_parts, batch_rows))
         with _bar(progress) as bar:
             tasks = _Tasks(bar)
             read_task = tasks.add("reading and validating events", len(units))
@@ -777,8 +824,7 @@ def _score_local(files, events_path: Path, out_path: Path, predictor, t_as_of, r
                     io.write_table(pd.concat(frames, ignore_index=True) if frames else _empty_rejects(), rejects)
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.close()
         spill.close()
         shutil.rmtree(spill_dir, ignore_errors=True)
     rejected = int(sum(len(x) for r in results for x in r.rejects))
@@ -805,7 +851,7 @@ def _phase_validate(units, spill: Spill, pool, taxonomy, batch_rows, allow_rejec
     pending = {}
     for unit in units:
         if pool is not None and unit.row_groups is not None:
-            pending[unit.seq] = pool.apply_async(_worker_validate, (unit, spill.path_of(unit.seq), allow_rejects))
+            pending[unit.seq] = pool.submit(_worker_validate, unit, spill.path_of(unit.seq), allow_rejects)
     for unit in units:
         if unit.seq in pending:
             continue
@@ -813,7 +859,7 @@ def _phase_validate(units, spill: Spill, pool, taxonomy, batch_rows, allow_rejec
         spill.end_unit(unit.seq)
         tasks.advance(read_task)
     for seq, job in pending.items():
-        res = job.get()
+        res = job.result()
         if isinstance(res, tuple):
             raise JourneyError(res[1], res[2])
         if res.spilled:
@@ -835,9 +881,9 @@ def _phase_score(n_parts, spill: Spill, pool, predictor, t, playbook, reasons, w
     nxt = 0
     while nxt < n_parts or window:
         while nxt < n_parts and len(window) < workers + 1:
-            window.append(pool.apply_async(_worker_score, (nxt, files, t, reasons)))
+            window.append(pool.submit(_worker_score, nxt, files, t, reasons))
             nxt += 1
-        _, frame, stats = window.popleft().get()
+        _, frame, stats = window.popleft().result()
         yield frame, stats
 
 

@@ -118,12 +118,12 @@ def validate_request_body(body: bytes) -> PredictRequest:
         problems = problems_from_validation(exc)
         over = [p for p in problems if p["code"] in LIMIT_ERROR_TYPES]
         if over:
-            return_limit = (
+            error = (
                 f"request exceeds a limit: at most {LIMITS.max_customers} customers per request "
                 f"and {LIMITS.max_events} events per customer"
             )
             raise RequestProblems(
-                413, return_limit, over,
+                413, error, over,
                 "split the request, or raise JOURNEY_MAX_CUSTOMERS / JOURNEY_MAX_EVENTS on the server.",
             ) from None
         raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, "fix the listed fields (see /docs.json).") from None
@@ -529,9 +529,7 @@ class JourneyService:
 
     @bentoml.api(route=PREDICT_PATH, input_spec=PredictRequest)
     def predict(self, customers: list[CustomerIn], as_of: str | None = None) -> PredictResponse:
-        """Predict stage, churn/advocacy/conversion likelihoods, top reasons and the next best
-        action for each customer, in request order, as of ``as_of`` (default now, UTC). Events
-        after ``as_of`` are ignored and counted in the customer's ``warnings``."""
+        """Stage probabilities, churn/advocacy/conversion likelihoods, top reasons and next best action per customer, in request order, as of `as_of` (default: now, UTC). Events after `as_of` are ignored and counted in the customer's `warnings`."""
         if self.predictor is None:
             return self._not_ready()
         try:

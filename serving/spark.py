@@ -344,7 +344,10 @@ def score_spark(
             events = validated.filter(F.col("kind") == "e").select(*COLUMNS)
             events = events.withColumn("__part", F.pmod(F.crc32(F.col("customer_id").cast("binary")), F.lit(n_parts)))
             spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
-            fn = partial(score_group, predictor_bc=predictor_bc, playbook_bc=playbook_bc, as_of_us=as_of_us, reasons=reasons, columns=columns)
+            def fn(key, pdf):  # a plain function: PySpark inspects it (a functools.partial makes it warn)
+                return score_group(key, pdf, predictor_bc=predictor_bc, playbook_bc=playbook_bc, as_of_us=as_of_us,
+                                   reasons=reasons, columns=columns)
+
             scored = events.groupBy("__part").applyInPandas(fn, ddl)
             table = scored.toArrow() if hasattr(scored, "toArrow") else _to_arrow(scored)
             tasks.advance(step)

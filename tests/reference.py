@@ -266,6 +266,17 @@ def customer_features(full_hist: list[Event], t: datetime, settings, event_types
     f["distinct_channels"] = float(len({e.channel for e in hist}))
     f["distinct_event_types"] = float(len({e.event_type for e in hist}))
 
+    # rates over the tenure; how overdue the next conversion is against the mean gap between conversions
+    tenure = f["days_since_first_event"] + 1.0
+    f["events_per_day"] = n / tenure
+    f["conversions_per_day"] = len(convs) / tenure
+    f["recency_over_tenure"] = f["days_since_last_event"] / tenure
+    if len(convs) > 1:  # the mean gap is floored at one day
+        mean_gap = days(convs[-1].ts - convs[0].ts) / (len(convs) - 1)
+        f["conversion_overdue_ratio"] = f["days_since_last_conversion"] / max(mean_gap, 1.0)
+    else:
+        f["conversion_overdue_ratio"] = NAN
+
     # activity trend
     t60 = t - timedelta(days=60)
     e30 = sum(1 for e in hist if e.ts > t30)

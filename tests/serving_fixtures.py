@@ -170,28 +170,56 @@ def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | 
         log.close()
 
 
+def descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (BentoML workers run in process groups of their own)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's own process group (it was started in a new session), then SIGKILL."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        return
+    """SIGTERM the server (started in a new session: its group) and let it stop its workers; any
+    process of it still alive after 30 s is killed by id."""
+    below = descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(30)
-    deadline = time.time() + 15
-    while time.time() < deadline:  # workers of the group may outlive the arbiter briefly
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
+    deadline = time.time() + 10
+    alive = below
+    while alive and time.time() < deadline:
+        alive = [p for p in alive if _alive(p)]
         time.sleep(0.5)
-    else:
+    for p in ([proc.pid] if proc.poll() is None else []) + [p for p in alive if _alive(p)]:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+            os.kill(p, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    """Still running and still a BentoML/journey process (not a recycled pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read()
+    except OSError:
+        return False
+    return b"bentoml" in cmd or b"journey" in cmd
 
 
 if __name__ == "__main__":  # the session fixture runs this in a subprocess

@@ -84,7 +84,9 @@ def fit_task(
             categorical_feature=categorical_indices(names) or "auto",
             callbacks=[lgb.early_stopping(30, verbose=False)],
         )
-    method = settings.calibration if len(y_val) >= MIN_ISOTONIC_ROWS else "sigmoid"
+    # Stage (multiclass): Platt scaling per class, never an exact 0 probability (isotonic gives
+    # zeros, which make log loss infinite). Binary tasks: the configured method (isotonic default).
+    method = settings.calibration if (len(y_val) >= MIN_ISOTONIC_ROWS and task != "stage") else "sigmoid"
     calibrator = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

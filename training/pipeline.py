@@ -152,8 +152,9 @@ def train_and_evaluate(
         B, seed = settings.bootstrap_rounds, settings.seed
         imp = dict(zip(names, model.booster.booster_.feature_importance("gain").astype(float)))
         if task == "stage":
-            classes = list(model.classes)
-            pred = np.array(classes, dtype=object)[model.decide(proba)]
+            pred = np.array(model.classes, dtype=object)[model.decide(proba)]
+            classes = [c for c in taxonomy.stages if c in model.classes]  # funnel order for the report
+            proba = proba[:, [model.classes.index(c) for c in classes]]
             persistence = _stage_names(taxonomy, snaps.observed_stage[te])
             lr_pred = lr.predict(X_te)
             lr_full = _align(lr_proba, list(lr.classes_), classes)
