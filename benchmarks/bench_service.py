@@ -7,8 +7,10 @@
    ``score_events`` + ``to_records`` on canonical events (``score``), and with the event
    validation the service also does (``validate_and_score`` = ``canonical_events`` + the above).
 3. Open-loop load with an httpx asyncio client: single-customer requests with 200-event histories
-   sent at ``--rate`` requests/s for ``--seconds`` (arrivals on a fixed schedule, whatever the
-   answers; a request still unanswered after ``--timeout`` seconds counts as an error). Recorded:
+   due at ``--rate`` requests/s for ``--seconds`` (a fixed schedule, whatever the answers; at most
+   ``--max-in-flight`` on the wire, the rest wait in the client). Latency is measured from each
+   request's due time, so client-side queueing counts (no coordinated omission); a request not
+   answered within ``--timeout`` seconds of its due time counts as a ``timeout`` error. Recorded:
    p50/p95/p99 latency of the answered requests, errors by kind, achieved rate (requests answered
    with 200 per second of the sending window), and the peak RSS of the service's process tree
    (sampled every 0.25 s; psutil when installed, else /proc).
@@ -256,7 +258,12 @@ def summary(ms: list[float]) -> dict:
 
 # ---- load --------------------------------------------------------------------------------------
 
-async def load(url: str, payloads: list[dict], rate: float, seconds: float, timeout: float, pid: int, token: str | None) -> dict:
+async def load(url: str, payloads: list[dict], rate: float, seconds: float, timeout: float, pid: int, token: str | None,
+               max_in_flight: int) -> dict:
+    """Open-loop load: request i is due at ``start + i / rate``; its latency is measured from that
+    moment (queueing in the client included, no coordinated omission). At most ``max_in_flight``
+    requests are on the wire; one not answered within ``timeout`` seconds of its due time is a
+    ``timeout`` error."""
     import httpx
 
     bodies = [json.dumps(p).encode() for p in payloads]
@@ -265,29 +272,33 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
     errors: dict[str, int] = {}
     peak = [tree_rss_bytes(pid)]
     done = asyncio.Event()
+    slots = asyncio.Semaphore(max_in_flight)
 
     async def sample_memory() -> None:
         while not done.is_set():
             peak[0] = max(peak[0], await asyncio.to_thread(tree_rss_bytes, pid))
             await asyncio.sleep(0.25)
 
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    def error(kind: str) -> None:
+        errors[kind] = errors.get(kind, 0) + 1
+
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(timeout)) as client:
-        async def one(i: int) -> None:
-            t0 = time.perf_counter()
+        async def send(i: int) -> httpx.Response:
+            async with slots:
+                return await client.post("/predict", content=bodies[i % len(bodies)], headers=headers)
+
+        async def one(i: int, due: float) -> None:
             try:
-                r = await client.post("/predict", content=bodies[i % len(bodies)], headers=headers)
-            except httpx.TimeoutException:
-                errors["timeout"] = errors.get("timeout", 0) + 1
-                return
+                r = await asyncio.wait_for(send(i), timeout=max(0.001, due + timeout - time.perf_counter()))
+            except (asyncio.TimeoutError, httpx.TimeoutException):
+                return error("timeout")
             except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                return
-            dt = (time.perf_counter() - t0) * 1000
+                return error(type(exc).__name__)
             if r.status_code == 200:
-                latencies.append(dt)
+                latencies.append((time.perf_counter() - due) * 1000)
             else:
-                errors[f"http_{r.status_code}"] = errors.get(f"http_{r.status_code}", 0) + 1
+                error(f"http_{r.status_code}")
 
         sampler = asyncio.create_task(sample_memory())
         n = int(rate * seconds)
@@ -301,7 +312,7 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
                 await asyncio.sleep(wait)
             else:
                 behind = max(behind, -wait)
-            tasks.append(asyncio.create_task(one(i)))
+            tasks.append(asyncio.create_task(one(i, due)))
         send_window = time.perf_counter() - start
         await asyncio.gather(*tasks)
         total = time.perf_counter() - start
@@ -319,6 +330,7 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
         "completion_rate": round(len(latencies) / max(total, 1e-9), 2),
         "all_answered_after_s": round(total, 3),
         "max_sender_lag_ms": round(behind * 1000, 2),
+        "max_in_flight": max_in_flight,
         "peak_rss_bytes": peak[0],
         "peak_rss_gb": round(peak[0] / 1e9, 3),
     }
@@ -329,7 +341,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the load window")
     ap.add_argument("--rate", type=float, default=100.0, help="requests per second (open loop)")
     ap.add_argument("--events", type=int, default=EVENTS_PER_REQUEST, help="events per request (one customer)")
-    ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, seconds")
+    ap.add_argument("--timeout", type=float, default=10.0, help="a request unanswered this many seconds after its due time is an error")
+    ap.add_argument("--max-in-flight", type=int, default=64, help="requests on the wire at once (client connections)")
     ap.add_argument("--workers", type=int, default=1, help="service worker processes (JOURNEY_WORKERS)")
     ap.add_argument("--journey-home", type=Path, default=Path(os.environ["JOURNEY_HOME"]) if os.environ.get("JOURNEY_HOME") else None,
                     help="JOURNEY_HOME with a registered model (default: $JOURNEY_HOME, else build one with journey demo)")
@@ -354,7 +367,7 @@ def main() -> None:
             print("in-process reference ...", flush=True)
             inproc = in_process_times(home, args.model, payloads, args.in_process_calls)
             print(f"load: {args.rate:g} req/s for {args.seconds:g} s ...", flush=True)
-            result = asyncio.run(load(url, payloads, args.rate, args.seconds, args.timeout, proc.pid, None))
+            result = asyncio.run(load(url, payloads, args.rate, args.seconds, args.timeout, proc.pid, None, args.max_in_flight))
         finally:
             stop_service(proc)
 
@@ -372,7 +385,7 @@ def main() -> None:
             "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "config": {"rate": args.rate, "seconds": args.seconds, "events_per_request": args.events, "client_timeout_s": args.timeout,
+        "config": {"rate": args.rate, "seconds": args.seconds, "events_per_request": args.events, "client_timeout_s": args.timeout, "max_in_flight": args.max_in_flight,
                    "workers": args.workers, "model": args.model, "payloads": len(payloads), "as_of": as_of},
         "targets": {"p99_ms": TARGET_P99_MS, "errors": TARGET_ERRORS, "peak_rss_gb": TARGET_PEAK_RSS_GB},
         "http": result | {"idle_rss_gb": round(idle_rss / 1e9, 3)},

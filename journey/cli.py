@@ -299,9 +299,10 @@ def serve(
 
 @app.command()
 def demo(
-    customers: int = typer.Option(8000, "--customers", help="Synthetic customers to generate."),
+    customers: int = typer.Option(6000, "--customers", help="Synthetic customers to generate."),
     workdir: Path = typer.Option(Path("journey-demo"), "--workdir", help="Where data, reports, scores and the MLflow store go."),
-    seed: int = typer.Option(7, "--seed"),
+    seed: int = typer.Option(7, "--seed", help="Random seed of the synthetic journeys."),
+    days: int = typer.Option(730, "--days", help="Simulated days (two years give the 90-day churn task enough cutoffs)."),
 ) -> None:
     """The main job: generate, train, evaluate, register, promote, score; print where everything is."""
     with friendly():
@@ -316,7 +317,7 @@ def demo(
         workdir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("JOURNEY_HOME", str((workdir / "mlflow").resolve()))
         events_path = workdir / "events.parquet"
-        df = generate_events(customers, seed=seed, days=365)
+        df = generate_events(customers, seed=seed, days=days)
         write_table(df, events_path, taxonomy="five_stage")
         console.print(f"generated {len(df):,} events for {customers:,} customers -> {events_path}")
         tax = load_taxonomy("five_stage")

@@ -331,8 +331,8 @@ class GeneratorParams:
     # ---- sessions and events ----
     sessions_per_episode: tuple[tuple[str, float], ...] = _f(
         (
-            ("awareness", 2.4),
-            ("consideration", 2.9),
+            ("awareness", 2.2),
+            ("consideration", 2.6),
             ("decision", 1.8),
             ("retention", 2.0),
             ("advocacy", 1.5),
@@ -484,7 +484,7 @@ class GeneratorParams:
             ),
             (
                 "retention",
-                (("retention", 0.58), ("advocacy", 0.06), ("lapsed", 0.36)),
+                (("retention", 0.59), ("advocacy", 0.05), ("lapsed", 0.36)),
             ),
             (
                 "advocacy",
@@ -544,7 +544,7 @@ class GeneratorParams:
         "Assumption (recency/frequency predict survival in BG/NBD).",
     )
     dropout_sd: float = _f(
-        1.0,
+        1.5,
         "Standard deviation of a per-customer random effect (normal, log-odds) added to every "
         "transition into lapsed: some customers are simply more likely to drop out than others.",
         "Heterogeneous dropout probabilities as in the BG/NBD model (Fader, Hardie & Lee 2005: "
@@ -552,10 +552,11 @@ class GeneratorParams:
         "sticky ones, so tenure and history predict survival.",
     )
     session_gap_shape: float = _f(
-        1.0,
+        2.0,
         "Gamma shape of the gaps between sessions of an episode (1 = exponential, larger = more "
         "regular rhythms).",
-        "Assumption.",
+        "Assumption: people browse in rough routines (evenings, weekends), so gaps within an "
+        "episode are more regular than a memoryless process would give.",
     )
     fatigue_lapse_effect: float = _f(
         0.3,
@@ -664,9 +665,9 @@ class GeneratorParams:
     )
     advocacy_mix: tuple[tuple[str, float], ...] = _f(
         (
-            ("review_written", 0.40),
-            ("share", 0.25),
-            ("referral", 0.15),
+            ("review_written", 0.35),
+            ("share", 0.28),
+            ("referral", 0.17),
             ("ugc_post", 0.12),
             ("testimonial", 0.08),
         ),
@@ -1481,10 +1482,18 @@ def _run(customers: int, seed: int, start: str, days: int, params: GeneratorPara
     sim._setup_months(t0)
     sim.run()
 
+    ev, sim.ev = sim.ev, {}
+
+    def take(name: str, dtype: Any, order: np.ndarray | None = None) -> np.ndarray:
+        """Concatenate (and release) the chunks of one column, optionally reordered."""
+        chunks = ev.pop(name)
+        col = np.concatenate(chunks) if chunks else np.zeros(0, dtype)
+        chunks.clear()
+        return col if order is None else col[order]
+
     cat = np.concatenate
-    ev = sim.ev
-    cust = cat(ev["cust"]) if ev["cust"] else np.zeros(0, np.int32)
-    t_sec = cat(ev["t"]) if ev["t"] else np.zeros(0, np.int64)
+    cust = take("cust", np.int32)
+    t_sec = take("t", np.int64)
     # customer ids are handed out in order of first touch
     rank = np.empty(n, np.int64)
     rank[np.argsort(sim.arrival_sec, kind="stable")] = np.arange(n)
@@ -1498,12 +1507,11 @@ def _run(customers: int, seed: int, start: str, days: int, params: GeneratorPara
     key_c = rank[cust[order]]
     del cust
     t_sec = t_sec[order]
-    etype = cat(ev["type"])[order] if ev["type"] else np.zeros(0, np.int8)
-    chan = cat(ev["chan"])[order] if ev["chan"] else np.zeros(0, np.int8)
-    estage = cat(ev["stage"])[order] if ev["stage"] else np.zeros(0, np.int8)
-    camp = cat(ev["camp"])[order] if ev["camp"] else np.zeros(0, np.int32)
-    value = cat(ev["value"])[order] if ev["value"] else np.zeros(0)
-    sim.ev = {}
+    etype = take("type", np.int8, order)
+    chan = take("chan", np.int8, order)
+    estage = take("stage", np.int8, order)
+    camp = take("camp", np.int32, order)
+    value = take("value", np.float64, order)
     del order
 
     # once-only events: keep the first per customer, later ones become the paired type

@@ -446,51 +446,50 @@ def read_partition(p: int, parts: int, files: dict[int, Path], mem: dict[int, li
 
 
 def _rank(col) -> tuple[np.ndarray, int]:
-    """Rank of each string in byte (= code point) order, the order of journey.events.sort_events."""
-    d = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+    """Dense rank of each value in the order of ``DataFrame.sort_values(na_position="first")``:
+    strings in byte (= code point) order, numbers ascending, missing values first (rank 0)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
+        v = arr.to_numpy(zero_copy_only=False).astype(np.float64)
+        nan = np.isnan(v)
+        uniq, inv = np.unique(np.where(nan, 0.0, v), return_inverse=True)  # -0.0 == 0.0, as pandas compares
+        return np.where(nan, 0, inv.ravel() + 1).astype(np.int64), len(uniq) + 1
+    d = arr.dictionary_encode()
     r = np.empty(len(d.dictionary), np.int64)
-    r[pc.sort_indices(d.dictionary).to_numpy()] = np.arange(len(d.dictionary))
-    return r[d.indices.to_numpy(zero_copy_only=False)], len(d.dictionary)
+    r[pc.sort_indices(d.dictionary).to_numpy()] = np.arange(1, len(d.dictionary) + 1)
+    idx = d.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.where(idx < 0, 0, r[np.maximum(idx, 0)]), len(d.dictionary) + 1
+
+
+def _combine(key: np.ndarray, size: int, k: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """Lexicographic (key, k) as one int64, re-ranked densely when the product would overflow."""
+    if size * n >= 2**62:
+        uniq, inv = np.unique(key, return_inverse=True)
+        key, size = inv.ravel().astype(np.int64), len(uniq)
+    return key * n + k, size * n
 
 
 def canonical_partition(table: pa.Table) -> tuple[pd.DataFrame, int]:
     """Pieces of one partition -> (canonical events, duplicates removed): the same rows in the same
-    order as ``sort_events(frame.drop_duplicates(ignore_index=True))`` of journey.events, computed
-    on Arrow. A stable sort on (customer_id, timestamp, event_type); exact duplicates can only sit
-    in runs of equal sort keys, so only those few rows go through pandas' ``duplicated``.
-
-    ``event_type`` and ``channel`` come back as pandas Categoricals (same values: encoding them
-    for the features is then a recode instead of a string lookup)."""
+    order as ``sort_events(frame.drop_duplicates(ignore_index=True))`` of journey.events (a total
+    order on all columns, missing values first), computed on Arrow and numpy: every column becomes
+    a dense rank, the ranks one sort key; exact duplicates are then neighbours with equal keys."""
     n = table.num_rows
     if n == 0:
-        return _to_frame(table), 0
-    ck, nc = _rank(table.column("customer_id"))
-    ek, ne = _rank(table.column("event_type"))
+        return table.to_pandas(), 0
+    key, size = _rank(table.column("customer_id"))
     ts = table.column("timestamp").combine_chunks().cast(pa.int64()).to_numpy()
     uts, tk = np.unique(ts, return_inverse=True)
-    if nc * len(uts) * ne < 2**62:
-        order = np.argsort((ck * len(uts) + tk.astype(np.int64).ravel()) * ne + ek, kind="stable")
-    else:  # pragma: no cover - astronomically many distinct keys in one partition
-        order = np.lexsort((ek, ts, ck))
-    s_ck, s_ts, s_ek = ck[order], ts[order], ek[order]
-    same = np.zeros(n, bool)
-    same[1:] = (s_ck[1:] == s_ck[:-1]) & (s_ts[1:] == s_ts[:-1]) & (s_ek[1:] == s_ek[:-1])
+    key, size = _combine(key, size, tk.ravel().astype(np.int64), len(uts))
+    for c in COLUMNS[2:]:
+        k, kn = _rank(table.column(c))
+        key, size = _combine(key, size, k, kn)
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
     keep = np.ones(n, bool)
-    if same.any():
-        in_run = same.copy()
-        in_run[:-1] |= same[1:]
-        sub = table.take(pa.array(order[in_run])).to_pandas()  # runs of equal keys, original order inside a run
-        dup = sub.duplicated(keep="first").to_numpy()
-        keep[np.flatnonzero(in_run)[dup]] = False
+    keep[1:] = sk[1:] != sk[:-1]  # equal keys = equal on every column = an exact duplicate
     final = order[keep]
-    return _to_frame(table.take(pa.array(final))), int(n - len(final))
-
-
-def _to_frame(table: pa.Table) -> pd.DataFrame:
-    frame = table.to_pandas()
-    for c in ("event_type", "channel"):
-        frame[c] = frame[c].astype("category")
-    return frame
+    return table.take(pa.array(final)).to_pandas(), int(n - len(final))
 
 
 def score_partition(table: pa.Table, predictor, as_of, playbook, reasons: bool) -> tuple[pd.DataFrame, dict]:

@@ -341,6 +341,29 @@ def test_partitioning_is_stable_and_grows_with_the_input():
     assert partition_count(100 * batch.TARGET_EVENTS_PER_PARTITION, 16) == 100
 
 
+def test_canonical_partition_equals_sort_events_of_drop_duplicates():
+    import pyarrow as pa
+
+    from journey.events import sort_events
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    frame = pd.DataFrame({
+        "customer_id": pd.array(rng.choice(["c1", "c10", "c2", "Z", "é", "ü-42", "c1 "], n), dtype="str"),
+        "timestamp": pd.to_datetime(rng.integers(0, 50, n) * 1_000_000_000, utc=True).astype("datetime64[us, UTC]"),
+        "event_type": pd.array(rng.choice(["purchase", "ad_click", "share", "page_view"], n), dtype="str"),
+        "channel": pd.array(rng.choice(["email", "instagram", None, "zz"], n), dtype="str"),
+        "value": rng.choice([np.nan, 0.0, 1.5, 10.0, 2.25], n),
+        "campaign": pd.array(rng.choice([None, "a", "b", "B"], n), dtype="str"),
+    })
+    frame = pd.concat([frame, frame.sample(500, random_state=1)], ignore_index=True)  # exact duplicates
+    table = pa.Table.from_pandas(frame, schema=batch.EVENT_SCHEMA, preserve_index=False)
+    got, dups = batch.canonical_partition(table)
+    ref = sort_events(frame.drop_duplicates(ignore_index=True))
+    assert dups == len(frame) - len(ref) >= 500
+    pd.testing.assert_frame_equal(got, ref)
+
+
 def test_progress_bar_is_used(batch_model, events_parquet, tmp_path):
     from rich.console import Console
     from rich.progress import Progress

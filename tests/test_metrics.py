@@ -51,3 +51,16 @@ def test_ranked_scores_equal_sklearn_with_weights_and_ties():
         r = RankedScores(y, s)
         assert r.roc_auc(w) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
         assert r.average_precision(w) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)
+
+
+def test_stage_log_loss_independent_of_class_order():
+    from training.metrics import stage_metrics
+
+    classes = ["awareness", "decision", "lapsed"]
+    y = np.array(["lapsed", "awareness", "decision", "lapsed"])
+    proba = np.array([[0.1, 0.1, 0.8], [0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.1, 0.2, 0.7]])
+    a = stage_metrics(y, y, proba, classes)["log_loss"]
+    rev = [2, 1, 0]
+    b = stage_metrics(y, y, proba[:, rev], [classes[i] for i in rev])["log_loss"]
+    expected = -np.mean(np.log([0.8, 0.7, 0.6, 0.7]))
+    assert a == pytest.approx(expected) and b == pytest.approx(expected)

@@ -88,9 +88,11 @@ def stage_metrics(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, cla
         "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0, sample_weight=sample_weight)),
         "accuracy": float(accuracy_score(y, pred, sample_weight=sample_weight)),
     }
-    if proba is not None:
-        p = np.clip(proba, 1e-7, 1)
-        out["log_loss"] = float(log_loss(y, p / p.sum(1, keepdims=True), labels=classes, sample_weight=sample_weight))
+    if proba is not None:  # columns of proba follow `classes`; scikit-learn wants them sorted
+        order = np.argsort(np.asarray(classes, dtype=str), kind="stable")
+        p = np.clip(proba[:, order], 1e-7, 1)
+        p = p / p.sum(1, keepdims=True)
+        out["log_loss"] = float(log_loss(y, p, labels=[classes[i] for i in order], sample_weight=sample_weight))
     return out
 
 
