@@ -2,7 +2,9 @@
 
 1. Batch: all customers' features at one cutoff. Events are generated (``journey.generate`` when
    it works, else a simple numpy generator of canonical events defined below), written to Parquet,
-   and then, each phase in its own subprocess so that peak RSS values do not mix:
+   in canonical order (``--order generator`` keeps the generator's row order, whose same-time
+   events are not in event_type order, which makes ``encode`` re-sort the whole frame), and then,
+   each phase in its own subprocess so that peak RSS values do not mix:
      * ``features``: read Parquet -> pandas, ``features.encode.encode``, ``features.build.build_features``;
      * ``floor``: read Parquet with pyarrow and one group-by count per customer (the least any
        feature engine must do), and ``floor_pandas`` (read to pandas + ``groupby().size()``).
@@ -126,6 +128,13 @@ def phase_generate(args) -> dict:
         df = numpy_events(args.customers, args.seed)
     gen_s = time.perf_counter() - t0
     df = df[[c for c in ("customer_id", "timestamp", "event_type", "channel", "value", "campaign") if c in df.columns]]
+    unsorted_ties = _unsorted_ties(df)
+    t_sort = time.perf_counter()
+    if args.order == "canonical":  # a canonical events file: (customer_id, timestamp, event_type) order
+        from journey.events import sort_events
+
+        df = sort_events(df)
+    sort_s = time.perf_counter() - t_sort
     n_events, n_customers = len(df), int(df["customer_id"].nunique())
     ts = df["timestamp"]
     cutoff = ts.max()
@@ -157,6 +166,9 @@ def phase_generate(args) -> dict:
         "cutoff": cutoff.isoformat(),
         "time_span": [str(ts.min()), str(cutoff)],
         "generate_s": gen_s,
+        "file_order": args.order,
+        "generator_unsorted_same_time_pairs": unsorted_ties,
+        "sort_to_canonical_s": sort_s if args.order == "canonical" else None,
         "write_parquet_s": write_s,
         "parquet_bytes": os.path.getsize(args.parquet),
         "single_customer_id": str(one["customer_id"].iloc[0]),
@@ -164,6 +176,15 @@ def phase_generate(args) -> dict:
         "single_as_of": one["timestamp"].max().isoformat(),
         "peak_rss_bytes": peak_rss_bytes(),
     }
+
+
+def _unsorted_ties(df) -> int:
+    """Adjacent same-customer same-time rows not in event_type order (non-canonical order)."""
+    import numpy as np
+
+    c, t, e = (df[k].to_numpy() for k in ("customer_id", "timestamp", "event_type"))
+    tie = (c[1:] == c[:-1]) & (t[1:] == t[:-1])
+    return int(np.count_nonzero(tie & (e[1:] < e[:-1])))
 
 
 def pd_concat_sorted(a, b):
@@ -330,7 +351,7 @@ PHASES = {
 def run_phase(name: str, args, extra: list[str]) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", name, "--parquet", args.parquet,
            "--single-parquet", args.single_parquet, "--customers", str(args.customers), "--seed", str(args.seed),
-           "--generator", args.generator, "--single-calls", str(args.single_calls), *extra]
+           "--generator", args.generator, "--single-calls", str(args.single_calls), "--order", args.order, *extra]
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -351,6 +372,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generator", choices=["auto", "journey", "numpy"], default="auto")
     ap.add_argument("--single-calls", type=int, default=1000)
+    ap.add_argument("--order", choices=["canonical", "generator"], default="canonical",
+                    help="row order of the Parquet file: canonical (customer_id, timestamp, event_type), as "
+                         "journey.events.sort_events writes it, or the generator's own order")
     ap.add_argument("--out", default=str(RESULTS / "features.json"))
     ap.add_argument("--workdir", default=None, help="where the Parquet file goes (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated Parquet files")

@@ -116,6 +116,11 @@ def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: 
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url + "/readyz", timeout=5).status_code == 200:
                 return proc, url
+            r = httpx.get(url + "/metadata", timeout=5)  # 503 with the reason once loading failed
+            hint = (r.json().get("hint") or "") if r.status_code == 503 else ""
+            if hint and not hint.startswith("retry when"):
+                stop_service(proc)
+                raise SystemExit(f"the service could not load its model: {hint}")
         time.sleep(1)
     stop_service(proc)
     raise SystemExit(f"journey serve not ready after {timeout:.0f}s:\n{(workdir / 'serve.log').read_text()[-3000:]}")

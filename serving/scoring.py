@@ -55,32 +55,40 @@ def score_events(
     why = predictor.reasons(ff, rows, stage, top_k) if reasons else None
     needed = sorted(playbook.features_needed)
     feat_idx = [predictor.feature_names.index(n) for n in needed]
-    out: dict[str, list] = {c: [] for c in cols}
     name = predictor.info.get("name", "")
     version = str(predictor.info.get("version", ""))
     as_of_iso = from_us(t_us).isoformat()
-    for i, r in enumerate(rows):
-        probs = {t: _num(pred.binary[t][i]) for t in BINARY_TASKS}
-        role = _role(predictor, stage[i])
-        feats = {n: float(ff.X[r, j]) for n, j in zip(needed, feat_idx)}
-        nba = playbook.decide(role, probs, feats)
-        out["customer_id"].append(str(ff.customer_ids[r]))
-        out["as_of"].append(as_of_iso)
-        out["eligible"].append(bool(elig[r]))
-        out["observed_stage"].append(pred.observed_stage[i])
-        out["stage"].append(stage[i])
-        for j, s in enumerate(pred.stage_names):
-            out[f"stage_probability_{s}"].append(_num(pred.stage_proba[i, j]))
-        for t in BINARY_TASKS:
-            out[f"{t}_probability"].append(probs[t])
-        out["next_best_action"].append(nba["action"])
-        out["next_best_action_rule"].append(nba["rule"])
-        out["next_best_action_message"].append(nba["message"])
-        out["next_best_action_because"].append(nba["because"])
-        out["model_name"].append(name)
-        out["model_version"].append(version)
-        if reasons:
-            out["reasons"].append(json.dumps(why[i], sort_keys=True))
+    n = len(rows)
+    # Column-wise (same values as one dict per customer, several times faster): probabilities stay
+    # float64 arrays (NaN where not applicable); the playbook still decides customer by customer.
+    binary = {t: np.asarray(pred.binary[t], dtype=np.float64) for t in BINARY_TASKS}
+    probs_py = {t: [None if v != v else v for v in binary[t].tolist()] for t in BINARY_TASKS}
+    feats_py = {nm: ff.X[rows, j].astype(np.float64).tolist() for nm, j in zip(needed, feat_idx)}
+    role_of = {s: _role(predictor, s) for s in set(stage)}
+    nba = [
+        playbook.decide(role_of[stage[i]], {t: probs_py[t][i] for t in BINARY_TASKS}, {nm: feats_py[nm][i] for nm in needed})
+        for i in range(n)
+    ]
+    out: dict[str, object] = {
+        "customer_id": [str(c) for c in ff.customer_ids[rows]],
+        "as_of": [as_of_iso] * n,
+        "eligible": elig[rows].tolist(),
+        "observed_stage": list(pred.observed_stage),
+        "stage": list(stage),
+    }
+    proba = np.asarray(pred.stage_proba, dtype=np.float64).reshape(n, len(pred.stage_names))
+    for j, s in enumerate(pred.stage_names):
+        out[f"stage_probability_{s}"] = proba[:, j].copy()
+    for t in BINARY_TASKS:
+        out[f"{t}_probability"] = binary[t]
+    out["next_best_action"] = [d["action"] for d in nba]
+    out["next_best_action_rule"] = [d["rule"] for d in nba]
+    out["next_best_action_message"] = [d["message"] for d in nba]
+    out["next_best_action_because"] = [d["because"] for d in nba]
+    out["model_name"] = [name] * n
+    out["model_version"] = [version] * n
+    if reasons:
+        out["reasons"] = [json.dumps(w, sort_keys=True) for w in why]
     frame = pd.DataFrame(out, columns=cols)
     for c in cols:
         if c.endswith("_probability") or c.startswith("stage_probability_"):

@@ -30,9 +30,11 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import bentoml
+import numpy as np
 import pandas as pd
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -366,7 +368,7 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
     recs_by_id: dict[str, dict] = {}
     eligible_by_id: dict[str, bool] = {}
     if cust_of_row:
-        raw = pd.DataFrame({k: pd.Series(v, dtype="float64" if k == "value" else object) for k, v in cols.items()})
+        raw = pd.DataFrame({k: np.array(v, dtype=np.float64 if k == "value" else object) for k, v in cols.items()})
         try:
             validated = canonical_events(raw, "request", predictor.taxonomy)
         except InputError as exc:
@@ -381,9 +383,9 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
         except JourneyError as exc:
             raise RequestProblems(400, f"invalid request: {exc.message}", [], exc.hint) from None
         events = validated.events
-        n_raw = pd.Series(cols["customer_id"]).value_counts()
-        n_kept = events["customer_id"].value_counts()
-        late = events.loc[events["timestamp"] > t, "customer_id"].value_counts()
+        kept_ids = events["customer_id"].to_numpy(dtype=object)
+        after = (events["timestamp"] > t).to_numpy(dtype=bool)
+        n_raw, n_kept, late = Counter(cols["customer_id"]), Counter(kept_ids.tolist()), Counter(kept_ids[after].tolist())
         for i, cid in enumerate(ids):
             removed = int(n_raw.get(cid, 0) - n_kept.get(cid, 0))
             if removed:
@@ -395,7 +397,7 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
                     "message": f"{n_late} event(s) after as_of were ignored (point-in-time scoring)",
                     "count": n_late,
                 })
-        if (events["timestamp"] <= t).any():
+        if not after.all():
             frame = score_events(predictor, events, t, eligible_only=False, reasons=True, playbook=playbook)
             for rec, ok in zip(to_records(frame, predictor), frame["eligible"].tolist()):
                 recs_by_id[rec["customer_id"]] = rec

@@ -159,6 +159,9 @@ def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | 
             try:
                 if httpx.get(svc.url + probe, timeout=5).status_code == 200:
                     break
+                failed = load_failure(svc.url, env.get("JOURNEY_API_TOKEN"))
+                if failed:
+                    raise RuntimeError(f"journey serve could not load its model: {failed}\n{svc.log()}")
             except httpx.HTTPError:
                 pass
             if time.time() > deadline:
@@ -187,6 +190,19 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def load_failure(url: str, token: str | None = None) -> str | None:
+    """The service's reason for not being ready when loading the model failed (None otherwise)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.get(url + "/metadata", headers=headers, timeout=5)
+    if r.status_code == 503 and r.headers.get("content-type", "").startswith("application/json"):
+        hint = r.json().get("hint") or ""
+        if hint and not hint.startswith("retry when"):
+            return hint
+    return None
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:

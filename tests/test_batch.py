@@ -492,3 +492,83 @@ def test_spark_crc32_partition_matches_local(spark):
     rows = spark.createDataFrame([(i,) for i in ids], "customer_id string").select(
         "customer_id", F.pmod(F.crc32(F.col("customer_id").cast("binary")), F.lit(7)).alias("p")).collect()
     assert {r.customer_id: r.p for r in rows} == dict(zip(ids, partition_of(pd.Series(ids), 7).tolist()))
+
+
+# ---- serving.scoring.score_events: the column-wise rewrite equals the original per-row loop -----
+
+def _score_events_loop(predictor, events, as_of=None, *, playbook=None, reasons=False, eligible_only=True, top_k=3):
+    """The original (per-customer loop) body of serving.scoring.score_events, kept as the reference."""
+    import json
+
+    from features.build import eligible
+    from features.encode import encode, from_us, to_us
+    from serving.playbook import load_playbook
+    from serving.scoring import _num, _role
+    from training.predictor import BINARY_TASKS
+
+    playbook = playbook or load_playbook()
+    cols = output_columns(predictor, reasons)
+    if len(events) == 0:
+        return pd.DataFrame(columns=cols)
+    t_us = to_us(as_of) if as_of is not None else int(events["timestamp"].max().value // 1000)
+    enc = encode(events, predictor.taxonomy)
+    ff = predictor.features(enc, t_us)
+    elig = eligible(ff, predictor.settings)
+    rows = np.flatnonzero(elig) if eligible_only else np.arange(len(ff.customer_ids))
+    pred = predictor.predict(ff, rows)
+    stage = pred.stage
+    why = predictor.reasons(ff, rows, stage, top_k) if reasons else None
+    needed = sorted(playbook.features_needed)
+    feat_idx = [predictor.feature_names.index(n) for n in needed]
+    out = {c: [] for c in cols}
+    name = predictor.info.get("name", "")
+    version = str(predictor.info.get("version", ""))
+    as_of_iso = from_us(t_us).isoformat()
+    for i, r in enumerate(rows):
+        probs = {t: _num(pred.binary[t][i]) for t in BINARY_TASKS}
+        role = _role(predictor, stage[i])
+        feats = {n: float(ff.X[r, j]) for n, j in zip(needed, feat_idx)}
+        nba = playbook.decide(role, probs, feats)
+        out["customer_id"].append(str(ff.customer_ids[r]))
+        out["as_of"].append(as_of_iso)
+        out["eligible"].append(bool(elig[r]))
+        out["observed_stage"].append(pred.observed_stage[i])
+        out["stage"].append(stage[i])
+        for j, s in enumerate(pred.stage_names):
+            out[f"stage_probability_{s}"].append(_num(pred.stage_proba[i, j]))
+        for t in BINARY_TASKS:
+            out[f"{t}_probability"].append(probs[t])
+        out["next_best_action"].append(nba["action"])
+        out["next_best_action_rule"].append(nba["rule"])
+        out["next_best_action_message"].append(nba["message"])
+        out["next_best_action_because"].append(nba["because"])
+        out["model_name"].append(name)
+        out["model_version"].append(version)
+        if reasons:
+            out["reasons"].append(json.dumps(why[i], sort_keys=True))
+    frame = pd.DataFrame(out, columns=cols)
+    for c in cols:
+        if c.endswith("_probability") or c.startswith("stage_probability_"):
+            frame[c] = frame[c].astype("float64")
+    return frame
+
+
+@pytest.mark.parametrize("drop_models", [(), ("churn",), ("stage", "conversion")])
+@pytest.mark.parametrize("reasons,eligible_only", [(False, True), (True, True), (False, False)])
+def test_score_events_columnwise_equals_the_row_loop(batch_model, batch_events, drop_models, reasons, eligible_only):
+    import copy
+
+    pred = copy.copy(batch_model.predictor)
+    pred.models = {k: v for k, v in batch_model.predictor.models.items() if k not in drop_models}
+    from journey.events import canonical_events
+
+    ev = canonical_events(batch_events.iloc[:6000], "x", pred.taxonomy).events
+    for as_of in (None, "2025-11-01T00:00:00Z"):
+        new = score_events(pred, ev, as_of, reasons=reasons, eligible_only=eligible_only)
+        old = _score_events_loop(pred, ev, as_of, reasons=reasons, eligible_only=eligible_only)
+        assert len(new) > 10
+        pd.testing.assert_frame_equal(new, old, check_exact=True)
+    empty = ev.iloc[:0]
+    pd.testing.assert_frame_equal(score_events(pred, empty, None), _score_events_loop(pred, empty, None))
+    late = score_events(pred, ev, "2000-01-01")  # nobody has history yet: no rows, same columns
+    pd.testing.assert_frame_equal(late, _score_events_loop(pred, ev, "2000-01-01"))

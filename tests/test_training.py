@@ -51,6 +51,7 @@ def _cycle(events_file, tmp_path):
     # the pyfunc model predicts from raw events
     model = mlflow.pyfunc.load_model("models:/journey-stage@champion")
     df = generate_events(30, seed=5).drop(columns=["true_stage"])
+    df["timestamp"] = df["timestamp"].map(lambda t: t.isoformat())  # the pyfunc input: events as JSON-like text
     out = model.predict(df, params={"as_of": "2025-12-31T00:00:00+00:00"})
     assert {"customer_id", "stage", "churn_probability", "next_best_action"} <= set(out.columns)
     probs = out[[c for c in out.columns if c.startswith("stage_probability_")]].to_numpy()

@@ -42,6 +42,7 @@ def configure() -> str:
             mlflow.create_experiment(EXPERIMENT, artifact_location=(home / "artifacts").as_uri())
     else:
         mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI", uri))  # never a stale embedded registry
         if mlflow.get_experiment_by_name(EXPERIMENT) is None:
             mlflow.create_experiment(EXPERIMENT)
     mlflow.set_experiment(EXPERIMENT)
