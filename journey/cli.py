@@ -266,19 +266,25 @@ def score(
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
     reasons: bool = typer.Option(False, "--reasons", help="Add per-customer top reasons (slower)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master URL for --engine spark."),
-    partitions: int = typer.Option(16, "--partitions", help="Customer partitions (bounds memory)."),
+    partitions: int = typer.Option(16, "--partitions", help="Customer partitions, at least (more for big inputs; bounds memory)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local engine processes (default: one per core for inputs of 2M+ rows)."),
 ) -> None:
-    """Batch scoring: one output row per eligible customer."""
+    """Batch scoring: one output row per eligible customer (as of --as-of, default the latest event of the input)."""
     with friendly():
         from serving.batch import score_file
 
         if engine not in ("local", "spark"):
             raise JourneyError(f"--engine {engine!r}: expected local or spark.", "use --engine local or --engine spark.")
-        counts = score_file(events, out_path, model_uri=model, as_of=as_of, engine=engine, rejects=rejects, reasons=reasons, spark_master=spark_master, partitions=partitions, progress=progress_bar)
+        counts = score_file(events, out_path, model_uri=model, as_of=as_of, engine=engine, rejects=rejects, reasons=reasons,
+                            spark_master=spark_master, partitions=partitions, progress=progress_bar, workers=workers)
         out.print(
             f"scored {counts['scored']:,} customers, {counts['ineligible']:,} skipped as ineligible, "
             f"{counts['rejected']:,} rows rejected -> {out_path}"
         )
+        extra = f"as of {counts['as_of']}; {counts['duplicates']:,} exact duplicate event(s) removed; {counts['seconds']:.1f}s"
+        if rejects is not None:
+            extra += f"; rejected rows with reasons -> {rejects}"
+        out.print(extra, highlight=False, soft_wrap=True)
 
 
 @app.command()

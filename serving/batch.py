@@ -734,7 +734,7 @@ def score_file(
     ``engine``, ``workers`` and ``seconds``.
     """
     t0 = time.perf_counter()
-    events_path, out_path = Path(events_path), Path(out_path)
+    out_path = Path(out_path)
     rejects = Path(rejects) if rejects is not None else None
     if engine not in ("local", "spark"):
         raise JourneyError(f"--engine {engine!r}: expected local or spark.", "use --engine local or --engine spark.")
@@ -742,9 +742,14 @@ def score_file(
     if out_path.is_dir():
         raise JourneyError(f"{out_path}: is a folder; expected an output file.", "pass a file name such as scores.parquet.")
     t_as_of = parse_as_of(as_of)
-    files = io.event_files(events_path)  # clear error for a missing path or an unsupported type
-    n_rows = estimate_rows(files)
-    n_parts = partition_count(n_rows, partitions)
+    if engine == "spark" and "://" in str(events_path):  # hdfs://, s3a://: listed and read by Spark itself
+        partition_count(0, partitions)  # checks the value; Spark sizes the partitions once it has counted the rows
+        n_parts = None
+        files = None
+    else:
+        events_path = Path(events_path)
+        files = io.event_files(events_path)  # clear error for a missing path or an unsupported type
+        n_parts = partition_count(estimate_rows(files), partitions)
     if predictor is None:
         from training.tracking import load_predictor
 
@@ -753,8 +758,10 @@ def score_file(
         from serving.spark import score_spark
 
         counts = score_spark(events_path, out_path, predictor=predictor, as_of=t_as_of, rejects=rejects, reasons=reasons,
-                             master=spark_master, partitions=n_parts, progress=progress, batch_rows=batch_rows)
+                             master=spark_master, partitions=n_parts, min_partitions=partitions, progress=progress,
+                             batch_rows=batch_rows)
         return counts | {"seconds": time.perf_counter() - t0}
+    n_rows = estimate_rows(files)
     if workers is None:
         workers = default_workers() if n_rows >= PARALLEL_MIN_ROWS else 1
     exact = all(io._kind(f) == "Parquet" for f in files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -61,8 +62,9 @@ class Playbook:
         return {"action": "no_action", "message": "", "because": "no rule matched", "rule": None}
 
 
+@lru_cache(maxsize=8)
 def load_playbook(path: str | Path | None = None) -> Playbook:
-    """The default playbook shipped with the package, or a TOML file."""
+    """The default playbook shipped with the package, or a TOML file (parsed once per path)."""
     if path is None:
         text, source = resources.files("serving").joinpath("playbook.toml").read_text(), "default playbook"
     else:

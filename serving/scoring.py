@@ -89,11 +89,10 @@ def score_events(
     out["model_version"] = [version] * n
     if reasons:
         out["reasons"] = [json.dumps(w, sort_keys=True) for w in why]
-    frame = pd.DataFrame(out, columns=cols)
     for c in cols:
         if c.endswith("_probability") or c.startswith("stage_probability_"):
-            frame[c] = frame[c].astype("float64")
-    return frame
+            out[c] = np.array([np.nan if v is None else v for v in out[c]], dtype=np.float64)
+    return pd.DataFrame(out, columns=cols)
 
 
 def to_records(frame: pd.DataFrame, predictor: JourneyPredictor) -> list[dict]:

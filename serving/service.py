@@ -17,6 +17,10 @@ Environment
 - ``JOURNEY_MAX_CUSTOMERS`` (100), ``JOURNEY_MAX_EVENTS`` (5000 per customer),
   ``JOURNEY_MAX_BODY_BYTES`` (5 MB): exceeding one answers 413.
 - ``JOURNEY_WORKERS`` (1): server worker processes (each loads the model).
+- ``JOURNEY_MAX_CONCURRENCY`` (16): requests in progress at once (service-wide); beyond, 429
+  at once instead of an ever longer queue. ``JOURNEY_TIMEOUT_S`` (60): unanswered after that,
+  504. Each worker scores one request at a time; a request whose client has disconnected
+  while waiting is not scored.
 
 Scoring goes through :func:`serving.scoring.score_events` and :func:`serving.scoring.to_records`,
 the same path as batch scoring and the Python API, so the same history gets the same answer.
@@ -24,6 +28,7 @@ the same path as batch scoring and the Python API, so the same history gets the 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -33,6 +38,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import anyio
 import bentoml
 import numpy as np
 import pandas as pd
@@ -292,9 +298,11 @@ def patch_openapi(doc: dict, auth: bool) -> dict:
         "400": "Invalid request: field-level problems with JSON paths.",
         "401": "Missing or wrong bearer token (only when JOURNEY_API_TOKEN is set).",
         "413": "Body, customer count or event count over the limits.",
+        "429": "Too many requests in progress (JOURNEY_MAX_CONCURRENCY): retry later.",
         "503": "The model is not loaded yet.",
+        "504": "Not answered within JOURNEY_TIMEOUT_S seconds.",
     }
-    for path, method, codes in ((PREDICT_PATH, "post", ("400", "401", "413", "503")), (METADATA_PATH, "get", ("401", "503"))):
+    for path, method, codes in ((PREDICT_PATH, "post", ("400", "401", "413", "429", "503", "504")), (METADATA_PATH, "get", ("401", "429", "503"))):
         op = doc.get("paths", {}).get(path, {}).get(method)
         if op is None:
             continue
@@ -457,25 +465,40 @@ def metadata_of(predictor: Any, model_uri: str, auth: bool) -> Metadata:
         tasks=tasks,
         feature_version=str(predictor.feature_version),
         horizons_days={k: float(v) for k, v in predictor.settings.horizons.model_dump().items()},
-        limits={"max_customers": LIMITS.max_customers, "max_events": LIMITS.max_events, "max_body_bytes": LIMITS.max_body_bytes},
+        limits={
+            "max_customers": LIMITS.max_customers, "max_events": LIMITS.max_events, "max_body_bytes": LIMITS.max_body_bytes,
+            "max_concurrency": MAX_CONCURRENCY, "timeout_s": TIMEOUT_S,
+        },
         auth_required=auth,
     )
 
 
 # ---- the BentoML service -----------------------------------------------------------------------
 
+def _answer(ctx: Any, status: int, body: dict, headers: dict | None = None) -> JSONResponse:
+    """A JSON answer from an API method; BentoML applies ``ctx.response.status_code`` last."""
+    if ctx is not None:
+        ctx.response.status_code = status
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 meta_app = FastAPI(title="journey metadata", docs_url=None, redoc_url=None, openapi_url=None)
 NOT_READY = "the model is not loaded yet"
 
 
-def _workers() -> int:
+def _env_int(name: str, default: int) -> int:
     try:
-        return max(1, int(os.environ.get("JOURNEY_WORKERS", "1")))
+        return max(1, int(os.environ.get(name, "") or default))
     except ValueError:
-        return 1
+        return default
 
 
-@bentoml.service(name="journey_service", workers=_workers(), traffic={"timeout": 120})
+WORKERS = _env_int("JOURNEY_WORKERS", 1)  # server processes, each with its own copy of the model
+MAX_CONCURRENCY = _env_int("JOURNEY_MAX_CONCURRENCY", 16)  # requests in progress (service-wide); beyond: 429
+TIMEOUT_S = _env_int("JOURNEY_TIMEOUT_S", 60)  # a request not answered in time gets 504 (and is not scored)
+
+
+@bentoml.service(name="journey_service", workers=WORKERS, traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY})
 @bentoml.asgi_app(meta_app, path="/")
 class JourneyService:
     """Customer journey stage prediction: stage, churn, advocacy and conversion likelihoods, top
@@ -487,6 +510,7 @@ class JourneyService:
         self.predictor: Any = None
         self.playbook: Any = None
         self.load_error: str | None = None
+        self._slot: asyncio.Semaphore | None = None
         self._loader = threading.Thread(target=self._load, name="journey-model-loader", daemon=True)
         self._loader.start()
 
@@ -525,19 +549,24 @@ class JourneyService:
     def __is_ready__(self) -> bool:
         return self.predictor is not None
 
-    def _not_ready(self) -> JSONResponse:
+    def _not_ready(self, ctx: Any = None) -> JSONResponse:
         hint = self.load_error or "retry when GET /readyz answers 200."
-        return JSONResponse(error_body(NOT_READY, hint), status_code=503, headers={"Retry-After": "5"})
+        return _answer(ctx, 503, error_body(NOT_READY, hint), {"Retry-After": "5"})
 
     @bentoml.api(route=PREDICT_PATH, input_spec=PredictRequest)
-    def predict(self, customers: list[CustomerIn], as_of: str | None = None) -> PredictResponse:
+    async def predict(self, ctx: bentoml.Context, customers: list[CustomerIn], as_of: str | None = None) -> PredictResponse:
         """Stage probabilities, churn/advocacy/conversion likelihoods, top reasons and next best action per customer, in request order, as of `as_of` (default: now, UTC). Events after `as_of` are ignored and counted in the customer's `warnings`."""
         if self.predictor is None:
-            return self._not_ready()
-        try:
-            records = score_request(self.predictor, customers, as_of, self.playbook)
-        except RequestProblems as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return self._not_ready(ctx)
+        if self._slot is None:
+            self._slot = asyncio.Semaphore(1)
+        async with self._slot:  # one scoring at a time per worker (CPU-bound); others wait here
+            if await ctx.request.is_disconnected():  # the client gave up while waiting: do not score
+                return _answer(ctx, 499, error_body("client closed the request"))
+            try:
+                records = await anyio.to_thread.run_sync(score_request, self.predictor, customers, as_of, self.playbook)
+            except RequestProblems as exc:
+                return _answer(ctx, exc.status, exc.body())
         return PredictResponse.model_validate({"predictions": records})
 
     @meta_app.get(

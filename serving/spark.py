@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Iterator
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from journey import errors, io
-from journey.errors import JourneyError, Problem
+from journey.errors import Problem
 from journey.events import COLUMNS, sort_events, validate_events
 
 VALIDATED_DDL = (
@@ -66,6 +67,8 @@ def get_session(master: str = "local[*]", conf: dict | None = None):
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS),
         "spark.driver.maxResultSize": "4g",
         "spark.ui.showConsoleProgress": "false",
+        # PySpark 4 warns on every Python worker that pandas 3 is not fully supported (see docs/spark.md)
+        "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning",
     }
     if master.startswith("local"):
         settings |= {"spark.driver.memory": os.environ.get("JOURNEY_SPARK_DRIVER_MEMORY", "3g"), "spark.ui.enabled": "false"}
@@ -282,16 +285,28 @@ def score_spark(
     spark=None,
     conf: dict | None = None,
     batch_rows: int | None = None,
+    min_partitions: int | None = None,
 ) -> dict:
     """Score ``events_path`` with Spark into one Parquet / CSV file at ``out_path`` (atomically).
 
     Same arguments, counts and output (columns, order, values) as :func:`serving.batch.score_file`
     with the local engine. ``spark``: an existing session (else the active one, else a new one on
-    ``master``, stopped at the end). ``partitions``: customer partitions (default: as locally)."""
+    ``master``, stopped at the end). ``partitions``: customer partitions (default: at least
+    ``min_partitions``, more for big inputs, as locally)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark.*")
+        return _score_spark(events_path, out_path, predictor=predictor, as_of=as_of, rejects=rejects, reasons=reasons, master=master,
+                            partitions=partitions, progress=progress, spark=spark, conf=conf, batch_rows=batch_rows,
+                            min_partitions=min_partitions)
+
+
+def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, master, partitions, progress, spark, conf, batch_rows,
+                 min_partitions) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from serving.batch import (BATCH_ROWS, DEFAULT_PARTITIONS, FileProblems, _bar, _empty_rejects, _Tasks,
+    from serving.batch import (BATCH_ROWS, DEFAULT_PARTITIONS, FileProblems, _bar, _Tasks,
                                open_output, output_kind, output_schema, parse_as_of, partition_count)
     from serving.playbook import load_playbook
     from serving.scoring import output_columns
@@ -335,7 +350,7 @@ def score_spark(
             max_ts = max((i["max_ts"] for i in infos if i["max_ts"] is not None), default=None)
             t = t_as_of if t_as_of is not None else (pd.Timestamp(max_ts * 1000, tz="UTC").as_unit("us") if max_ts is not None else None)
             as_of_us = int(t.value // 1000) if t is not None else None
-            n_parts = int(partitions) if partitions else partition_count(valid_rows, DEFAULT_PARTITIONS)
+            n_parts = int(partitions) if partitions else partition_count(valid_rows, min_partitions or DEFAULT_PARTITIONS)
             tasks.advance(step)
 
             columns = output_columns(predictor, reasons)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -31,7 +32,8 @@ TIMEOUT = httpx.Timeout(120.0)
 
 @pytest.fixture(scope="module")
 def service(service_model, tmp_path_factory):  # noqa: F811
-    with run_service(service_model, tmp_path_factory.mktemp("svc"), {"JOURNEY_API_TOKEN": TOKEN}) as svc:
+    env = {"JOURNEY_API_TOKEN": TOKEN, "JOURNEY_MAX_CONCURRENCY": "2"}
+    with run_service(service_model, tmp_path_factory.mktemp("svc"), env) as svc:
         yield svc
 
 
@@ -148,7 +150,7 @@ def test_metadata(client, predictor):
     assert m["training_data"]["customers"] == 800
     assert "stage.macro_f1" in m["test_metrics"]
     assert m["tasks"]["stage"] == "trained"
-    assert m["limits"] == {"max_customers": 100, "max_events": 5000, "max_body_bytes": 5 * 1024 * 1024}
+    assert m["limits"] == {"max_customers": 100, "max_events": 5000, "max_body_bytes": 5 * 1024 * 1024, "max_concurrency": 2, "timeout_s": 60}
     assert m["auth_required"] is True
 
 
@@ -355,6 +357,22 @@ def test_413_body_too_large(service):
     r = httpx.post(service.url + "/predict", content=chunks(), headers=AUTH | {"content-type": "application/json"}, timeout=TIMEOUT)
     assert r.status_code == 413
     assert httpx.get(service.url + "/readyz", timeout=TIMEOUT).status_code == 200  # still serving
+
+
+def test_429_when_too_many_requests_are_in_progress(service, events):
+    """JOURNEY_MAX_CONCURRENCY=2 on this server: a burst gets fast 429s, not an ever longer queue."""
+    ids = sorted(events["customer_id"].unique())[:100]
+    body = {"customers": payload_of(events, ids), "as_of": AS_OF}
+
+    def call(_):
+        return httpx.post(service.url + "/predict", json=body, headers=AUTH, timeout=TIMEOUT)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, range(8)))
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) <= {200, 429} and 200 in codes and 429 in codes, codes
+    assert all(r.json()["error"] for r in answers if r.status_code == 429)
+    assert httpx.get(service.url + "/readyz", timeout=TIMEOUT).status_code == 200  # probes bypass the limit
 
 
 def test_wrong_method_and_unknown_path(client):

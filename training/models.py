@@ -35,13 +35,35 @@ class TaskModel:
     def binary(self) -> bool:
         return self.task != "stage"
 
+    def _num_iteration(self) -> int | None:
+        best = self.booster.best_iteration_
+        return int(best) if best else None
+
     def proba(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities, columns in ``self.classes`` order."""
-        return self.calibrator.predict_proba(X)
+        """Calibrated probabilities, columns in ``self.classes`` order.
+
+        Equals ``self.calibrator.predict_proba(X)`` (a test checks it) without scikit-learn's
+        per-call validation overhead: the LightGBM booster's raw margins (what
+        ``CalibratedClassifierCV`` reads through ``decision_function``) go straight through the
+        fitted per-class calibrators, then the same normalisation."""
+        cc = self.calibrator.calibrated_classifiers_[0]
+        raw = self.booster.booster_.predict(np.asarray(X, dtype=np.float64), raw_score=True, num_iteration=self._num_iteration(), num_threads=1)
+        raw = raw.reshape(len(X), -1)
+        n_classes = len(cc.classes)
+        proba = np.zeros((len(X), n_classes))
+        for j, (col, cal) in enumerate(zip(raw.T, cc.calibrators)):
+            proba[:, j + 1 if n_classes == 2 else j] = cal.predict(col)
+        if n_classes == 2:
+            proba[:, 0] = 1.0 - proba[:, 1]
+        else:
+            den = proba.sum(axis=1)[:, None]
+            proba = np.divide(proba, den, out=np.full_like(proba, 1 / n_classes), where=den != 0)
+        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """LightGBM's own SHAP-style contributions (raw score scale): (n, n_classes or 1, n_features + 1)."""
-        c = self.booster.predict(X, pred_contrib=True)
+        c = self.booster.booster_.predict(np.asarray(X, dtype=np.float64), pred_contrib=True, num_iteration=self._num_iteration(), num_threads=1)
         if isinstance(c, list):  # some versions return one matrix per class
             c = np.stack(c, axis=1)
         p = X.shape[1] + 1
