@@ -52,9 +52,12 @@ MODEL_NAME = "journey-stage"
 # ------------------------------------------------------------------------------------------------
 
 def _self_rss() -> dict:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
-        "ru_maxrss_self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "ru_maxrss_children_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+        "ru_maxrss_self_bytes": me.ru_maxrss * 1024,
+        "ru_maxrss_children_bytes": kids.ru_maxrss * 1024,
+        # CPU seconds of the phase and its finished child processes (workers; not Spark's JVM, which outlives the phase)
+        "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
     }
 
 

@@ -469,18 +469,23 @@ def _combine(key: np.ndarray, size: int, k: np.ndarray, n: int) -> tuple[np.ndar
     return key * n + k, size * n
 
 
-def canonical_partition(table: pa.Table) -> tuple[pd.DataFrame, int]:
-    """Pieces of one partition -> (canonical events, duplicates removed): the same rows in the same
-    order as ``sort_events(frame.drop_duplicates(ignore_index=True))`` of journey.events (a total
-    order on all columns, missing values first), computed on Arrow and numpy: every column becomes
-    a dense rank, the ranks one sort key; exact duplicates are then neighbours with equal keys."""
+def canonical_partition(table: pa.Table, active_window: tuple[int, int] | None = None) -> tuple[pd.DataFrame, int, int]:
+    """Pieces of one partition -> (canonical events, duplicates removed, customers): the same rows
+    in the same order as ``sort_events(frame.drop_duplicates(ignore_index=True))`` of
+    journey.events (a total order on all columns, missing values first), computed on Arrow and
+    numpy: every column becomes a dense rank, the ranks one sort key; exact duplicates are then
+    neighbours with equal keys.
+
+    ``active_window=(lo_us, hi_us)`` keeps only the customers with an event in ``(lo, hi]``: with
+    ``hi`` = as_of and ``lo`` below the eligibility window, the others cannot be eligible, so
+    scoring never needs their features (``customers`` still counts them)."""
     n = table.num_rows
     if n == 0:
-        return table.to_pandas(), 0
-    key, size = _rank(table.column("customer_id"))
+        return table.to_pandas(), 0, 0
+    cust, n_cust = _rank(table.column("customer_id"))
     ts = table.column("timestamp").combine_chunks().cast(pa.int64()).to_numpy()
     uts, tk = np.unique(ts, return_inverse=True)
-    key, size = _combine(key, size, tk.ravel().astype(np.int64), len(uts))
+    key, size = _combine(cust, n_cust, tk.ravel().astype(np.int64), len(uts))
     for c in COLUMNS[2:]:
         k, kn = _rank(table.column(c))
         key, size = _combine(key, size, k, kn)
@@ -489,14 +494,33 @@ def canonical_partition(table: pa.Table) -> tuple[pd.DataFrame, int]:
     keep = np.ones(n, bool)
     keep[1:] = sk[1:] != sk[:-1]  # equal keys = equal on every column = an exact duplicate
     final = order[keep]
-    return table.take(pa.array(final)).to_pandas(), int(n - len(final))
+    customers = int(len(np.unique(cust)))
+    if active_window is not None:
+        lo, hi = active_window
+        active = np.zeros(n_cust + 1, bool)
+        active[cust[(ts > lo) & (ts <= hi)]] = True
+        final = final[active[cust[final]]]
+    return table.take(pa.array(final)).to_pandas(), int(n - int(keep.sum())), customers
+
+
+def active_window(predictor, as_of) -> tuple[int, int] | None:
+    """(lo, hi] such that a customer without an event in it cannot be eligible at ``as_of``
+    (features.build.eligible: an event in (t - E, t]); one day of margin, score_events decides."""
+    days = predictor.settings.eligibility_days
+    if days is None or as_of is None:
+        return None
+    from features.encode import US_PER_DAY, to_us
+
+    t = to_us(as_of)
+    return t - int(days * US_PER_DAY) - US_PER_DAY, t
 
 
 def score_partition(table: pa.Table, predictor, as_of, playbook, reasons: bool) -> tuple[pd.DataFrame, dict]:
     """One partition's events -> its output rows (via serving.scoring.score_events) and counts."""
-    ev, dups = canonical_partition(table)
+    n_rows = table.num_rows
+    ev, dups, customers = canonical_partition(table, active_window(predictor, as_of))
     del table
-    stats = {"events": len(ev), "dups": dups, "customers": int(ev["customer_id"].nunique()) if len(ev) else 0}
+    stats = {"events": n_rows - dups, "dups": dups, "customers": customers}
     if not len(ev):
         return pd.DataFrame(columns=output_columns(predictor, reasons)), stats
     frame = score_events(predictor, ev, as_of, playbook=playbook, reasons=reasons)

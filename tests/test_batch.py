@@ -358,10 +358,18 @@ def test_canonical_partition_equals_sort_events_of_drop_duplicates():
     })
     frame = pd.concat([frame, frame.sample(500, random_state=1)], ignore_index=True)  # exact duplicates
     table = pa.Table.from_pandas(frame, schema=batch.EVENT_SCHEMA, preserve_index=False)
-    got, dups = batch.canonical_partition(table)
+    got, dups, customers = batch.canonical_partition(table)
     ref = sort_events(frame.drop_duplicates(ignore_index=True))
     assert dups == len(frame) - len(ref) >= 500
+    assert customers == frame["customer_id"].nunique()
     pd.testing.assert_frame_equal(got, ref)
+    # only customers active in (lo, hi]: their full histories, nothing else
+    lo, hi = pd.Timestamp(20, unit="s", tz="UTC").value // 1000, pd.Timestamp(22, unit="s", tz="UTC").value // 1000
+    some, _, customers = batch.canonical_partition(table, (lo, hi))
+    ts = ref["timestamp"].dt.as_unit("us").astype("int64")  # microseconds
+    active = set(ref.loc[(ts > lo) & (ts <= hi), "customer_id"])
+    assert 0 < len(active) < customers
+    pd.testing.assert_frame_equal(some, ref[ref["customer_id"].isin(active)].reset_index(drop=True))
 
 
 def test_progress_bar_is_used(batch_model, events_parquet, tmp_path):
