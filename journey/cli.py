@@ -289,7 +289,7 @@ def score(
 
 @app.command()
 def serve(
-    model: str = typer.Option("models:/journey-stage@champion", "--model", help="MLflow model URI."),
+    model: str = typer.Option("models:/journey-stage@champion", "--model", envvar="JOURNEY_MODEL_URI", help="MLflow model URI."),
     port: int = typer.Option(3000, "--port", help="HTTP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
 ) -> None:

@@ -36,7 +36,7 @@ import pandas as pd
 
 from journey import errors, io
 from journey.errors import Problem
-from journey.events import COLUMNS, sort_events, validate_events
+from journey.events import COLUMNS, validate_events
 
 VALIDATED_DDL = (
     "kind string, customer_id string, timestamp timestamp, event_type string, channel string, "
@@ -198,20 +198,24 @@ def _canonical(pdf: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_group(key, pdf: pd.DataFrame, *, predictor_bc, playbook_bc, as_of_us: int | None, reasons: bool, columns: list[str]) -> pd.DataFrame:
-    """applyInPandas: one customer partition -> its score rows, plus one stats row (customer_id null)."""
+    """applyInPandas: one customer partition -> its score rows, plus one stats row (customer_id null).
+
+    The local engine's :func:`serving.batch.score_partition` (dedupe, canonical sort, drop the
+    customers that cannot be eligible, :func:`serving.scoring.score_events`) on the group's events."""
+    import pyarrow as pa
+
     from features.encode import from_us
-    from serving.scoring import score_events
+    from serving.batch import EVENT_SCHEMA, score_partition
 
     part = int(key[0])
-    ev = _canonical(pdf)
-    before = len(ev)
-    ev = sort_events(ev.drop_duplicates(ignore_index=True))
+    table = pa.Table.from_pandas(_canonical(pdf), schema=EVENT_SCHEMA, preserve_index=False)
+    del pdf
     as_of = from_us(as_of_us) if as_of_us is not None else None
-    frame = score_events(predictor_bc.value, ev, as_of, playbook=playbook_bc.value, reasons=reasons)
+    frame, stats = score_partition(table, predictor_bc.value, as_of, playbook_bc.value, reasons)
     frame = frame[columns].copy()
     frame["__part"] = part
     frame["__stats"] = None
-    stats = {"events": len(ev), "dups": before - len(ev), "customers": int(ev["customer_id"].nunique()), "scored": len(frame)}
+    stats["scored"] = len(frame)
     row = {c: None for c in columns} | {"__part": part, "__stats": json.dumps(stats)}
     return _object_text(pd.concat([frame, pd.DataFrame([row])], ignore_index=True))
 
@@ -328,7 +332,10 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
             step = tasks.add("Spark: read + validate, score, write", 3)
             validated, order = _read_validated(spark, events_path, predictor_bc, batch_rows or BATCH_ROWS)
             validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+            phases = {"session_s": time.perf_counter() - t0}
+            t1 = time.perf_counter()
             side = validated.filter(F.col("kind") != "e").select("kind", "source", "row", "info").toPandas()
+            phases["read_validate_s"] = time.perf_counter() - t1
             stats = side[side["kind"] == "s"]
             rej = side[side["kind"] == "r"]
             rank = {s: i for i, s in enumerate(order)}
@@ -364,7 +371,10 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
                                    reasons=reasons, columns=columns)
 
             scored = events.groupBy("__part").applyInPandas(fn, ddl)
+            t1 = time.perf_counter()
             table = scored.toArrow() if hasattr(scored, "toArrow") else _to_arrow(scored)
+            phases["score_collect_s"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
             tasks.advance(step)
 
             stat_mask = table.column("__stats").is_valid()
@@ -383,6 +393,7 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
                     columns_of = {src: info["columns"] for src, info in zip(stats["source"], infos)}
                     io.write_table(_rejects_frame(rej, rank, columns_of), rejects)
             tasks.advance(step)
+            phases["write_s"] = time.perf_counter() - t1
     finally:
         if validated is not None:
             validated.unpersist()
@@ -406,6 +417,7 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
         "engine": "spark",
         "out": str(out_path),
         "seconds": time.perf_counter() - t0,
+        "spark_phases_s": phases,
     }
 
 

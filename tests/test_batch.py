@@ -349,7 +349,7 @@ def test_canonical_partition_equals_sort_events_of_drop_duplicates():
     rng = np.random.default_rng(5)
     n = 4000
     frame = pd.DataFrame({
-        "customer_id": pd.array(rng.choice(["c1", "c10", "c2", "Z", "é", "ü-42", "c1 "], n), dtype="str"),
+        "customer_id": pd.array(rng.choice(["c1", "c10", "c2", "Z", "é", "ü-42", "c1 "] + [f"x{i}" for i in range(400)], n), dtype="str"),
         "timestamp": pd.to_datetime(rng.integers(0, 50, n) * 1_000_000_000, utc=True).astype("datetime64[us, UTC]"),
         "event_type": pd.array(rng.choice(["purchase", "ad_click", "share", "page_view"], n), dtype="str"),
         "channel": pd.array(rng.choice(["email", "instagram", None, "zz"], n), dtype="str"),
@@ -364,7 +364,7 @@ def test_canonical_partition_equals_sort_events_of_drop_duplicates():
     assert customers == frame["customer_id"].nunique()
     pd.testing.assert_frame_equal(got, ref)
     # only customers active in (lo, hi]: their full histories, nothing else
-    lo, hi = pd.Timestamp(20, unit="s", tz="UTC").value // 1000, pd.Timestamp(22, unit="s", tz="UTC").value // 1000
+    lo, hi = pd.Timestamp(20, unit="s", tz="UTC").value // 1000, pd.Timestamp(21, unit="s", tz="UTC").value // 1000
     some, _, customers = batch.canonical_partition(table, (lo, hi))
     ts = ref["timestamp"].dt.as_unit("us").astype("int64")  # microseconds
     active = set(ref.loc[(ts > lo) & (ts <= hi), "customer_id"])

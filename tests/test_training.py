@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import mlflow
 import numpy as np
@@ -30,26 +31,26 @@ def events_file(tmp_path_factory):
     return path
 
 
-def _train(events_file, report_dir, overrides):
+def _train(events_file, report_dir, overrides, name="journey-stage"):
     from journey.cli import run_training
 
     tax = load_taxonomy("five_stage")
-    return run_training(events_file, tax, build_settings(overrides), report_dir)
+    return run_training(events_file, tax, build_settings(overrides), report_dir, model_name=name)
 
 
-def _cycle(events_file, tmp_path):
-    good = _train(events_file, tmp_path / "r1", FAST)
+def _cycle(events_file, tmp_path, name):
+    good = _train(events_file, tmp_path / "r1", FAST, name)
     report = json.loads((tmp_path / "r1" / "report.json").read_text())
     for key in ("dataset", "settings", "tasks"):
         assert key in report
     assert report["tasks"]["stage"]["model"]["macro_f1"] > 0
     assert (tmp_path / "r1" / "report.html").read_text().count("data:image/png;base64,") >= 4
-    d = tracking.promote("journey-stage")
+    d = tracking.promote(name)
     assert d["promoted"] and d["reason"] == "no champion yet"
-    predictor = tracking.load_predictor("models:/journey-stage@champion")
+    predictor = tracking.load_predictor(f"models:/{name}@champion")
     assert predictor.info["version"] == good["version"]
     # the pyfunc model predicts from raw events
-    model = mlflow.pyfunc.load_model("models:/journey-stage@champion")
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     df = generate_events(30, seed=5).drop(columns=["true_stage"])
     df["timestamp"] = df["timestamp"].map(lambda t: t.isoformat())  # the pyfunc input: events as JSON-like text
     out = model.predict(df, params={"as_of": "2025-12-31T00:00:00+00:00"})
@@ -61,7 +62,7 @@ def _cycle(events_file, tmp_path):
 
 def test_cycle_against_real_mlflow_server(mlflow_server, events_file, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    _cycle(events_file, tmp_path)
+    _cycle(events_file, tmp_path, f"journey-stage-{uuid.uuid4().hex[:8]}")
     client = mlflow.MlflowClient(mlflow_server)
     runs = client.search_runs([mlflow.get_experiment_by_name("journey-stage").experiment_id])
     train_run = [r for r in runs if "gate" in r.data.tags][0]
