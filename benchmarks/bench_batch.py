@@ -216,7 +216,7 @@ def run_phase(name: str, args, extra: list[str], timeout: float | None = None) -
     res = json.loads(out_file.read_text()) if out_file.exists() and not timed_out else {}
     out_file.unlink(missing_ok=True)
     res.update({"subprocess_wall_s": wall, "peak_rss_tree_bytes": peak["bytes"], "peak_rss_tree_gb": peak["bytes"] / 1e9,
-                "exit_code": rc, "timed_out": timed_out})
+                "exit_code": rc, "timed_out": timed_out, "load_average_after": os.getloadavg()})
     if rc != 0 and not timed_out:
         res["error"] = f"phase {name} exited with {rc}"
     return res

@@ -580,3 +580,11 @@ def test_score_events_columnwise_equals_the_row_loop(batch_model, batch_events, 
     pd.testing.assert_frame_equal(score_events(pred, empty, None), _score_events_loop(pred, empty, None))
     late = score_events(pred, ev, "2000-01-01")  # nobody has history yet: no rows, same columns
     pd.testing.assert_frame_equal(late, _score_events_loop(pred, ev, "2000-01-01"))
+
+
+@pytest.mark.slow
+def test_spark_reads_a_uri_itself(spark, batch_model, events_parquet, tmp_path):
+    score_file(events_parquet, tmp_path / "local.parquet", predictor=batch_model.predictor)
+    counts = score_file(events_parquet.resolve().as_uri(), tmp_path / "spark.parquet", predictor=batch_model.predictor, engine="spark")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark.parquet"))
+    assert counts["partitions"] == 16 and counts["rejected"] == 0
