@@ -230,7 +230,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--train-customers", type=int, default=20_000)
+    ap.add_argument("--train-customers", type=int, default=5_000)
     ap.add_argument("--reasons-customers", type=int, default=20_000)
     ap.add_argument("--spark-customers", type=int, default=100_000, help="subset for Spark if the full run does not finish in time")
     ap.add_argument("--spark-timeout", type=float, default=600.0)

@@ -20,6 +20,9 @@ How the local engine works (:func:`score_file`, ``engine="local"``):
    columns, SPEC section 2), sorted exactly like :func:`journey.events.sort_events` and passed to
    the one scoring path :func:`serving.scoring.score_events` with the same ``as_of`` for every
    partition. A customer's answer depends on its own history only, so partitioning never changes it.
+   Customers without any event in the day-padded eligibility window before ``as_of`` cannot be
+   eligible: they are counted but their histories are not passed to ``score_events`` (no features
+   or model calls for them; ``score_events`` still decides eligibility for everyone else).
 4. **Write atomically.** Partitions are appended in order to a temporary file in the output's
    folder (Parquet row groups or CSV lines) that replaces the target with ``os.replace`` only when
    every partition succeeded: a failure or Ctrl-C leaves no partial output and no temporary file.
