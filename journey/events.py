@@ -9,7 +9,10 @@ wanted.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -205,3 +208,80 @@ def concat_validated(parts: list[Validated]) -> Validated:
         unknown_event_types=sorted({u for p in parts for u in p.unknown_event_types}),
         ignored_columns=sorted({c for p in parts for c in p.ignored_columns}),
     )
+
+
+# ---- small clean inputs (the HTTP service): the same canonical frame without pandas' fixed costs --
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
+    r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+def iso_us(text: str) -> int | None:
+    """Microseconds since the epoch of a plain ISO 8601 timestamp (naive = UTC), or None when the
+    text is anything else (the caller then takes the general path, which parses or reports it)."""
+    if _ISO.fullmatch(text) is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return (t - _EPOCH) // _ONE_US
+
+
+def _clean_text(s: object) -> bool:
+    return isinstance(s, str) and s != "" and not s[0].isspace() and not s[-1].isspace()
+
+
+def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame | None:
+    """The canonical frame of small, clean input rows — or None, and the caller uses
+    :func:`canonical_events` (which also explains every problem).
+
+    ``records`` are ``(customer_id, timestamp, event_type, channel, value, campaign)`` tuples as a
+    typed API delivers them (text, text, text, text or None, finite float >= 0 or None, text or
+    None). The result equals ``canonical_events(DataFrame(records), ..., taxonomy).events`` (a
+    test compares the two on generated inputs); any value outside the plain cases that equality
+    is proven for (surrounding whitespace, non-ASCII channels, other timestamp spellings, unknown
+    event types, ...) returns None instead of a second opinion."""
+    known = taxonomy.event_role
+    rows = []
+    for cid, ts, et, ch, v, camp in records:
+        if not (_clean_text(cid) and _clean_text(et) and et in known and isinstance(ts, str)):
+            return None
+        us = iso_us(ts)
+        if us is None:
+            return None
+        if ch is not None:
+            if not (_clean_text(ch) and ch.isascii()):
+                return None
+            ch = ch.lower()
+        if camp is not None and not _clean_text(camp):
+            return None
+        if v is not None and not (isinstance(v, float) and 0.0 <= v < float("inf") and math.copysign(1.0, v) > 0):
+            return None
+        rows.append((cid, us, et, ch, v, camp))
+    rows = sorted(set(rows), key=_sort_key)
+    n = len(rows)
+    cols = list(zip(*rows)) if n else [()] * 6
+    return pd.DataFrame(
+        {
+            "customer_id": pd.array(list(cols[0]), dtype="str"),
+            "timestamp": pd.array(np.array(cols[1], dtype="datetime64[us]"), dtype=TS_DTYPE) if n else pd.array([], dtype=TS_DTYPE),
+            "event_type": pd.array(list(cols[2]), dtype="str"),
+            "channel": pd.array(list(cols[3]), dtype="str"),
+            "value": np.array([np.nan if x is None else x for x in cols[4]], dtype=np.float64),
+            "campaign": pd.array(list(cols[5]), dtype="str"),
+        }
+    )
+
+
+def _sort_key(r: tuple) -> tuple:
+    """:func:`sort_events`' order (every column, missing first) for one record."""
+    cid, us, et, ch, v, camp = r
+    return (cid, us, et, ch is not None, ch or "", v is not None, v or 0.0, camp is not None, camp or "")

@@ -41,10 +41,45 @@ def score_events(
     ``eligible_only`` keeps the customers with an event in the eligibility window (batch);
     the HTTP service scores every customer it is asked about. Customers without any event at or
     before ``as_of`` cannot be scored and are left out (the caller reports them)."""
-    playbook = playbook or load_playbook()
     cols = output_columns(predictor, reasons)
-    if len(events) == 0:
+    out = score_columns(predictor, events, as_of, playbook=playbook, reasons=reasons, eligible_only=eligible_only, top_k=top_k)
+    if out is None:
         return pd.DataFrame(columns=cols)
+    if reasons:
+        out["reasons"] = [json.dumps(w, sort_keys=True) for w in out["reasons"]]
+    return pd.DataFrame(out, columns=cols)
+
+
+def score_records(
+    predictor: JourneyPredictor,
+    events: pd.DataFrame,
+    as_of: object = None,
+    *,
+    playbook: Playbook | None = None,
+    eligible_only: bool = False,
+    top_k: int = 3,
+) -> list[dict]:
+    """:func:`score_events` with reasons, in the HTTP response shape of SPEC section 8 (built from
+    the same columns, without a DataFrame in between); each record also says ``eligible``."""
+    out = score_columns(predictor, events, as_of, playbook=playbook, reasons=True, eligible_only=eligible_only, top_k=top_k)
+    return [] if out is None else _records(out, predictor, with_eligible=True)
+
+
+def score_columns(
+    predictor: JourneyPredictor,
+    events: pd.DataFrame,
+    as_of: object = None,
+    *,
+    playbook: Playbook | None = None,
+    reasons: bool = False,
+    eligible_only: bool = True,
+    top_k: int = 3,
+) -> dict[str, object] | None:
+    """The scoring core: :func:`output_columns` -> list or array (reasons as dicts); None when
+    ``events`` is empty."""
+    playbook = playbook or load_playbook()
+    if len(events) == 0:
+        return None
     t_us = to_us(as_of) if as_of is not None else int(events["timestamp"].max().value // 1000)
     enc = encode(events, predictor.taxonomy)
     ff = predictor.features(enc, t_us)
@@ -52,12 +87,8 @@ def score_events(
     rows = np.flatnonzero(elig) if eligible_only else np.arange(len(ff.customer_ids))
     pred = predictor.predict(ff, rows)
     stage = pred.stage
-    why = predictor.reasons(ff, rows, stage, top_k) if reasons else None
     needed = sorted(playbook.features_needed)
     feat_idx = [predictor.feature_names.index(n) for n in needed]
-    name = predictor.info.get("name", "")
-    version = str(predictor.info.get("version", ""))
-    as_of_iso = from_us(t_us).isoformat()
     n = len(rows)
     # Column-wise (same values as one dict per customer, several times faster): probabilities stay
     # float64 arrays (NaN where not applicable); the playbook still decides customer by customer.
@@ -71,7 +102,7 @@ def score_events(
     ]
     out: dict[str, object] = {
         "customer_id": [str(c) for c in ff.customer_ids[rows]],
-        "as_of": [as_of_iso] * n,
+        "as_of": [from_us(t_us).isoformat()] * n,
         "eligible": elig[rows].tolist(),
         "observed_stage": list(pred.observed_stage),
         "stage": list(stage),
@@ -85,41 +116,54 @@ def score_events(
     out["next_best_action_rule"] = [d["rule"] for d in nba]
     out["next_best_action_message"] = [d["message"] for d in nba]
     out["next_best_action_because"] = [d["because"] for d in nba]
-    out["model_name"] = [name] * n
-    out["model_version"] = [version] * n
+    out["model_name"] = [predictor.info.get("name", "")] * n
+    out["model_version"] = [str(predictor.info.get("version", ""))] * n
     if reasons:
-        out["reasons"] = [json.dumps(w, sort_keys=True) for w in why]
-    for c in cols:
-        if c.endswith("_probability") or c.startswith("stage_probability_"):
-            out[c] = np.array([np.nan if v is None else v for v in out[c]], dtype=np.float64)
-    return pd.DataFrame(out, columns=cols)
+        out["reasons"] = predictor.reasons(ff, rows, stage, top_k)
+    return out
 
 
 def to_records(frame: pd.DataFrame, predictor: JourneyPredictor) -> list[dict]:
-    """Flat rows -> the HTTP response shape of SPEC section 8."""
+    """Flat rows (:func:`score_events`) -> the HTTP response shape of SPEC section 8."""
+    col: dict[str, object] = {c: frame[c].tolist() for c in frame.columns}
+    if "reasons" in col:
+        col["reasons"] = [json.loads(r) if isinstance(r, str) else {} for r in col["reasons"]]
+    return _records(col, predictor)
+
+
+def _records(col: dict, predictor: JourneyPredictor, with_eligible: bool = False) -> list[dict]:
     stages = predictor.taxonomy.stages
+    n = len(col["customer_id"])
+    probs = {s: [_num(v) for v in _list(col[f"stage_probability_{s}"])] for s in stages}
+    binary = {t: [_num(v) for v in _list(col[f"{t}_probability"])] for t in BINARY_TASKS}
+    reasons = col.get("reasons") or [{}] * n
     recs = []
-    for row in frame.to_dict(orient="records"):
-        rec = {
-            "customer_id": row["customer_id"],
-            "as_of": row["as_of"],
-            "observed_stage": row["observed_stage"],
-            "stage": row["stage"],
-            "stage_probabilities": {s: _num(row[f"stage_probability_{s}"]) for s in stages},
-            "churn_probability": _num(row["churn_probability"]),
-            "advocacy_probability": _num(row["advocacy_probability"]),
-            "conversion_probability": _num(row["conversion_probability"]),
+    for i in range(n):
+        recs.append({
+            "customer_id": col["customer_id"][i],
+            "as_of": col["as_of"][i],
+            "observed_stage": col["observed_stage"][i],
+            "stage": col["stage"][i],
+            "stage_probabilities": {s: probs[s][i] for s in stages},
+            "churn_probability": binary["churn"][i],
+            "advocacy_probability": binary["advocacy"][i],
+            "conversion_probability": binary["conversion"][i],
             "next_best_action": {
-                "action": row["next_best_action"],
-                "message": row["next_best_action_message"],
-                "because": row["next_best_action_because"],
-                "rule": row["next_best_action_rule"],
+                "action": col["next_best_action"][i],
+                "message": col["next_best_action_message"][i],
+                "because": col["next_best_action_because"][i],
+                "rule": col["next_best_action_rule"][i],
             },
-            "reasons": json.loads(row["reasons"]) if isinstance(row.get("reasons"), str) else {},
-            "model": {"name": row["model_name"], "version": row["model_version"]},
-        }
-        recs.append(rec)
+            "reasons": reasons[i] if isinstance(reasons[i], dict) else {},
+            "model": {"name": col["model_name"][i], "version": col["model_version"][i]},
+        })
+        if with_eligible:
+            recs[-1]["eligible"] = bool(col["eligible"][i])
     return recs
+
+
+def _list(v) -> list:
+    return v.tolist() if isinstance(v, np.ndarray) else list(v)
 
 
 def _role(predictor: JourneyPredictor, stage: str | None) -> str:
@@ -134,7 +178,7 @@ def _num(v) -> float | None:
     if v is None:
         return None
     v = float(v)
-    return None if np.isnan(v) else v
+    return None if v != v else v
 
 
-__all__ = ["score_events", "to_records", "output_columns", "LAPSED_INDEX"]
+__all__ = ["score_events", "score_records", "score_columns", "to_records", "output_columns", "LAPSED_INDEX"]

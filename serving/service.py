@@ -22,8 +22,9 @@ Environment
   504. Each worker scores one request at a time; a request whose client has disconnected
   while waiting is not scored.
 
-Scoring goes through :func:`serving.scoring.score_events` and :func:`serving.scoring.to_records`,
-the same path as batch scoring and the Python API, so the same history gets the same answer.
+Scoring goes through :func:`serving.scoring.score_records`, the same core
+(:func:`serving.scoring.score_columns`) as batch scoring and the Python API's
+:func:`serving.scoring.score_events`, so the same history gets the same answer.
 """
 
 from __future__ import annotations
@@ -331,6 +332,11 @@ def parse_as_of(as_of: str | None) -> pd.Timestamp:
     if as_of is None:
         return pd.Timestamp.now(tz="UTC").floor("us")
     text = as_of.strip()
+    from journey.events import iso_us
+
+    us = iso_us(text)  # plain ISO 8601: the same instant pandas would parse, without its overhead
+    if us is not None:
+        return pd.Timestamp(us, unit="us", tz="UTC")
     ts = pd.to_datetime(pd.Series([text]), utc=True, errors="coerce", format="ISO8601").iloc[0] if text else pd.NaT
     if pd.isna(ts):
         raise RequestProblems(
@@ -343,9 +349,8 @@ def parse_as_of(as_of: str | None) -> pd.Timestamp:
 
 def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None, playbook: Any = None) -> list[dict]:
     """Records of SPEC 8 (plus ``warnings``) for the customers of one request, in request order."""
-    from journey.errors import InputError, JourneyError, where
-    from journey.events import canonical_events
-    from serving.scoring import score_events, to_records
+    from journey.events import canonical_records
+    from serving.scoring import score_records
 
     t = parse_as_of(as_of)
     ids = [c.customer_id.strip() for c in customers]
@@ -359,41 +364,23 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
     if dup:
         raise RequestProblems(400, f"invalid request: {len(dup)} problem(s)", dup, "send each customer once per request.")
 
-    cust_of_row, event_of_row = [], []
-    cols: dict[str, list] = {k: [] for k in ("customer_id", "timestamp", "event_type", "channel", "value", "campaign")}
+    cust_of_row, event_of_row, records = [], [], []
     for i, c in enumerate(customers):
         for j, e in enumerate(c.events):
             cust_of_row.append(i)
             event_of_row.append(j)
-            cols["customer_id"].append(ids[i])
-            cols["timestamp"].append(e.timestamp)
-            cols["event_type"].append(e.event_type)
-            cols["channel"].append(e.channel)
-            cols["value"].append(e.value)
-            cols["campaign"].append(e.campaign)
+            records.append((ids[i], e.timestamp, e.event_type, e.channel, e.value, e.campaign))
 
     warnings: list[list[dict]] = [[] for _ in customers]
     recs_by_id: dict[str, dict] = {}
     eligible_by_id: dict[str, bool] = {}
-    if cust_of_row:
-        raw = pd.DataFrame({k: np.array(v, dtype=np.float64 if k == "value" else object) for k, v in cols.items()})
-        try:
-            validated = canonical_events(raw, "request", predictor.taxonomy)
-        except InputError as exc:
-            problems = []
-            for p in exc.problems:
-                i, j = cust_of_row[p.row - 1], event_of_row[p.row - 1]
-                path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
-                prefix = f"{where('request', p.row, p.column)}: "
-                msg = p.message[len(prefix):] if p.message.startswith(prefix) else p.message
-                problems.append({"path": path, "message": msg, "code": p.code})
-            raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, INPUT_HINT) from None
-        except JourneyError as exc:
-            raise RequestProblems(400, f"invalid request: {exc.message}", [], exc.hint) from None
-        events = validated.events
+    if records:
+        events = canonical_records(records, predictor.taxonomy)  # plain clean input: no pandas costs
+        if events is None:
+            events = _validated_events(records, cust_of_row, event_of_row, predictor.taxonomy)
         kept_ids = events["customer_id"].to_numpy(dtype=object)
         after = (events["timestamp"] > t).to_numpy(dtype=bool)
-        n_raw, n_kept, late = Counter(cols["customer_id"]), Counter(kept_ids.tolist()), Counter(kept_ids[after].tolist())
+        n_raw, n_kept, late = Counter(r[0] for r in records), Counter(kept_ids.tolist()), Counter(kept_ids[after].tolist())
         for i, cid in enumerate(ids):
             removed = int(n_raw.get(cid, 0) - n_kept.get(cid, 0))
             if removed:
@@ -406,10 +393,9 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
                     "count": n_late,
                 })
         if not after.all():
-            frame = score_events(predictor, events, t, eligible_only=False, reasons=True, playbook=playbook)
-            for rec, ok in zip(to_records(frame, predictor), frame["eligible"].tolist()):
+            for rec in score_records(predictor, events, t, playbook=playbook):
+                eligible_by_id[rec["customer_id"]] = rec.pop("eligible")
                 recs_by_id[rec["customer_id"]] = rec
-                eligible_by_id[rec["customer_id"]] = bool(ok)
 
     as_of_iso = _iso(t)
     model = {"name": str(predictor.info.get("name", "")), "version": str(predictor.info.get("version", ""))}
@@ -433,6 +419,30 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
         rec["warnings"] = warnings[i]
         out.append(rec)
     return out
+
+
+def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row: list[int], taxonomy: Any) -> pd.DataFrame:
+    """The general validation path (the one batch files take); its problems become field-level 400s."""
+    from journey.errors import InputError, JourneyError, where
+    from journey.events import canonical_events
+
+    columns = ("customer_id", "timestamp", "event_type", "channel", "value", "campaign")
+    raw = pd.DataFrame({
+        k: np.array([r[i] for r in records], dtype=np.float64 if k == "value" else object) for i, k in enumerate(columns)
+    })
+    try:
+        return canonical_events(raw, "request", taxonomy).events
+    except InputError as exc:
+        problems = []
+        for p in exc.problems:
+            i, j = cust_of_row[p.row - 1], event_of_row[p.row - 1]
+            path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
+            prefix = f"{where('request', p.row, p.column)}: "
+            msg = p.message[len(prefix):] if p.message.startswith(prefix) else p.message
+            problems.append({"path": path, "message": msg, "code": p.code})
+        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, INPUT_HINT) from None
+    except JourneyError as exc:
+        raise RequestProblems(400, f"invalid request: {exc.message}", [], exc.hint) from None
 
 
 def _iso(t: pd.Timestamp) -> str:

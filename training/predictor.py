@@ -97,17 +97,20 @@ class JourneyPredictor:
         X = ff.X[rows]
         out: list[dict] = [{} for _ in range(len(rows))]
         for task, m in self.models.items():
-            contrib = m.contributions(X)  # (n, k, p+1)
+            if task == "stage":  # contributions to each customer's predicted stage only
+                contrib = np.zeros((len(rows), X.shape[1] + 1))
+                klass = np.array([m.classes.index(s) if s in m.classes else -1 for s in predicted_stage], dtype=np.int64)
+                for k in np.unique(klass[klass >= 0]):
+                    at = np.flatnonzero(klass == k)
+                    contrib[at] = m.class_contributions(X[at], int(k))
+            else:
+                contrib = m.contributions(X)[:, 0, :]  # (n, p+1)
             for i in range(len(rows)):
-                if task == "stage":
-                    if predicted_stage[i] not in m.classes:
-                        continue
-                    k = m.classes.index(predicted_stage[i]) if contrib.shape[1] > 1 else 0
-                else:
-                    if task == "churn" and not ff.converted[rows[i]]:
-                        continue
-                    k = 0
-                c = contrib[i, k, :-1]
+                if task == "stage" and klass[i] < 0:
+                    continue
+                if task == "churn" and not ff.converted[rows[i]]:
+                    continue
+                c = contrib[i, :-1]
                 top = np.argsort(-np.abs(c), kind="stable")[:top_k]
                 out[i][task] = [
                     {"feature": self.feature_names[j], "value": _clean(X[i, j]), "contribution": round(float(c[j]), 6)}
