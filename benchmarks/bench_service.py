@@ -3,11 +3,11 @@
 1. Starts `journey serve` (a real `bentoml serve`) on a free loopback port with a registered model
    (``--journey-home`` / ``JOURNEY_HOME``; without either, ``journey demo --customers 1500`` builds
    one in a temporary folder first).
-2. In-process reference, measured while the server is idle: the same payloads scored in Python,
-   ``score_events`` + ``to_records`` on canonical events (``score``), and with the event
-   validation the service also does (``validate_and_score`` = ``canonical_events`` + the above);
-   then the same requests over HTTP one at a time (``http_sequential``): the ratio of the two is
-   the HTTP overhead without queueing.
+2. In-process reference, measured while the server is idle: the same payloads through the API
+   method's body in Python (``predict`` = ``serving.service.score_request``: validation,
+   features, models, reasons, next best action) and the scoring part alone on canonical events
+   (``score`` = ``serving.scoring.score_records``); then the same requests over HTTP one at a time
+   (``http_sequential``): the ratio of HTTP to ``predict`` is the HTTP overhead without queueing.
 3. Open-loop load with an httpx asyncio client: single-customer requests with 200-event histories
    due at ``--rate`` requests/s for ``--seconds`` (a fixed schedule, whatever the answers; at most
    ``--max-in-flight`` on the wire, the rest wait in the client). Latency is measured from each
@@ -15,7 +15,7 @@
    answered within ``--timeout`` seconds of its due time counts as a ``timeout`` error. Recorded:
    p50/p95/p99 latency of the answered requests, errors by kind, achieved rate (requests answered
    with 200 per second of the sending window), and the peak RSS of the service's process tree
-   (sampled every 0.25 s; psutil when installed, else /proc).
+   (sampled every 0.25 s from /proc).
 
 Targets (in the JSON): p99 <= 50 ms, zero errors, peak RSS <= 1.5 GB.
 
@@ -32,14 +32,14 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from serving.processes import free_port, stop_process_group, tree_rss_bytes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,52 +52,6 @@ N_PAYLOADS = 50
 
 
 # ---- the service process -------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants."""
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        total = 0
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += p.memory_info().rss
-        return total
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            with open(f"/proc/{p}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
 
 def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: float = 600) -> tuple[subprocess.Popen, str]:
     import httpx
@@ -121,52 +75,11 @@ def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: 
             r = httpx.get(url + "/metadata", timeout=5)  # 503 with the reason once loading failed
             hint = (r.json().get("hint") or "") if r.status_code == 503 else ""
             if hint and not hint.startswith("retry when"):
-                stop_service(proc)
+                stop_process_group(proc)
                 raise SystemExit(f"the service could not load its model: {hint}")
         time.sleep(1)
-    stop_service(proc)
+    stop_process_group(proc)
     raise SystemExit(f"journey serve not ready after {timeout:.0f}s:\n{(workdir / 'serve.log').read_text()[-3000:]}")
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _is_service_process(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"bentoml" in fh.read()
-    except OSError:
-        return False
-
-
-def stop_service(proc: subprocess.Popen) -> None:
-    """SIGTERM the server, which stops its workers; whatever is left after 30 s is killed by id."""
-    below = descendants(proc.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(30)
-    time.sleep(1)
-    for p in ([proc.pid] if proc.poll() is None else []) + [p for p in below if _is_service_process(p)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
 
 
 def ensure_model(home: Path | None, workdir: Path) -> Path:
@@ -213,43 +126,51 @@ def make_payloads(n: int, events_per_request: int, seed: int = 0) -> tuple[list[
 # ---- in-process reference ---------------------------------------------------------------------
 
 def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int) -> dict:
-    import pandas as pd
-
+    """What one worker does per request, in this process: ``predict`` = the API method's body
+    (:func:`serving.service.score_request`: validation + features + models + reasons + next best
+    action, from the parsed request); ``score`` = the scoring part alone on canonical events."""
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from journey.events import canonical_events
+    from journey.events import canonical_records
     from serving.playbook import load_playbook
-    from serving.scoring import score_events, to_records
+    from serving.schemas import PredictRequest
+    from serving.scoring import score_records
+    from serving.service import score_request
     from training.tracking import load_predictor
 
     predictor = load_predictor(model)
     playbook = load_playbook()
-    raws, canon = [], []
-    for p in payloads:
-        c = p["customers"][0]
-        raw = pd.DataFrame([{"customer_id": c["customer_id"], **e} for e in c["events"]])
-        raws.append((raw, p["as_of"]))
-        canon.append((canonical_events(raw, "bench", predictor.taxonomy).events, p["as_of"]))
-    for events, as_of in canon[:3]:  # warm-up
-        to_records(score_events(predictor, events, as_of, eligible_only=False, reasons=True, playbook=playbook), predictor)
+    requests = [PredictRequest.model_validate(p) for p in payloads]
+    canon = []
+    for r in requests:
+        rows = [(r.customers[0].customer_id, e.timestamp, e.event_type, e.channel, e.value, e.campaign) for e in r.customers[0].events]
+        canon.append((canonical_records(rows, predictor.taxonomy), r.as_of))
+    for r in requests[:3]:  # warm-up
+        score_request(predictor, r.customers, r.as_of, playbook)
     score_ms, full_ms = [], []
     for k in range(repeats):
-        raw, as_of = raws[k % len(raws)]
-        events, _ = canon[k % len(canon)]
+        r = requests[k % len(requests)]
+        events, as_of = canon[k % len(canon)]
         t0 = time.perf_counter()
-        to_records(score_events(predictor, events, as_of, eligible_only=False, reasons=True, playbook=playbook), predictor)
+        score_records(predictor, events, pd_ts(as_of), playbook=playbook)
         t1 = time.perf_counter()
-        ev = canonical_events(raw, "bench", predictor.taxonomy).events
-        to_records(score_events(predictor, ev, as_of, eligible_only=False, reasons=True, playbook=playbook), predictor)
+        score_request(predictor, r.customers, r.as_of, playbook)
         t2 = time.perf_counter()
         score_ms.append((t1 - t0) * 1000)
         full_ms.append((t2 - t1) * 1000)
     return {
         "calls": repeats,
+        "fast_path_taken": sum(e is not None for e, _ in canon) / len(canon),
         "score": summary(score_ms),
-        "validate_and_score": summary(full_ms),
+        "predict": summary(full_ms),
         "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version")},
     }
+
+
+def pd_ts(text: str):
+    import pandas as pd
+
+    return pd.Timestamp(text)
 
 
 def summary(ms: list[float]) -> dict:
@@ -394,7 +315,7 @@ def main() -> None:
             print(f"load: {args.rate:g} req/s for {args.seconds:g} s ...", flush=True)
             result = asyncio.run(load(url, payloads, args.rate, args.seconds, args.timeout, proc.pid, None, args.max_in_flight))
         finally:
-            stop_service(proc)
+            stop_process_group(proc)
 
     http_p50 = result["latency"].get("p50_ms")
     http_p99 = result["latency"].get("p99_ms")
@@ -419,8 +340,8 @@ def main() -> None:
         "http_overhead": {
             "note": "sequential = one request at a time (HTTP + validation cost, no queueing); load = under the open-loop load (queueing included)",
             "sequential_p50_ratio_to_score": round(sequential["p50_ms"] / inproc["score"]["p50_ms"], 2),
-            "sequential_p50_ratio_to_validate_and_score": round(sequential["p50_ms"] / inproc["validate_and_score"]["p50_ms"], 2),
-            "sequential_p50_minus_validate_and_score_ms": round(sequential["p50_ms"] - inproc["validate_and_score"]["p50_ms"], 2),
+            "sequential_p50_ratio_to_predict": round(sequential["p50_ms"] / inproc["predict"]["p50_ms"], 2),
+            "sequential_p50_minus_predict_ms": round(sequential["p50_ms"] - inproc["predict"]["p50_ms"], 2),
             "load_p50_ratio_to_score": round(http_p50 / inproc["score"]["p50_ms"], 2) if http_p50 else None,
         },
         "checks": checks,
@@ -430,7 +351,7 @@ def main() -> None:
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({"http": {k: result[k] for k in ("requests", "ok", "errors", "errors_by_kind", "achieved_rate", "peak_rss_gb")} | {"latency": result["latency"]},
                       "http_sequential": sequential,
-                      "in_process": {k: inproc[k] for k in ("score", "validate_and_score")}, "pass": out["pass"]}, indent=2))
+                      "in_process": {k: inproc[k] for k in ("score", "predict")}, "pass": out["pass"]}, indent=2))
     print(f"written to {args.out}")
 
 

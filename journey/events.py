@@ -250,22 +250,33 @@ def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame 
     is proven for (surrounding whitespace, non-ASCII channels, other timestamp spellings, unknown
     event types, ...) returns None instead of a second opinion."""
     known = taxonomy.event_role
+    cids, types, chans, camps = set(), set(), set(), set()
     rows = []
     for cid, ts, et, ch, v, camp in records:
-        if not (_clean_text(cid) and _clean_text(et) and et in known and isinstance(ts, str)):
-            return None
-        us = iso_us(ts)
+        us = iso_us(ts) if isinstance(ts, str) else None
         if us is None:
-            return None
-        if ch is not None:
-            if not (_clean_text(ch) and ch.isascii()):
-                return None
-            ch = ch.lower()
-        if camp is not None and not _clean_text(camp):
             return None
         if v is not None and not (isinstance(v, float) and 0.0 <= v < float("inf") and math.copysign(1.0, v) > 0):
             return None
+        cids.add(cid)
+        types.add(et)
+        chans.add(ch)
+        camps.add(camp)
         rows.append((cid, us, et, ch, v, camp))
+    # each distinct text is checked once
+    if not all(_clean_text(c) for c in cids) or not all(isinstance(e, str) and e in known and _clean_text(e) for e in types):
+        return None
+    if not all(c is None or _clean_text(c) for c in camps):
+        return None
+    lower = {}
+    for ch in chans:
+        if ch is not None:
+            if not (_clean_text(ch) and ch.isascii()):
+                return None
+            if ch.lower() != ch:
+                lower[ch] = ch.lower()
+    if lower:
+        rows = [(c, u, e, lower.get(ch, ch), v, cp) for c, u, e, ch, v, cp in rows]
     rows = sorted(set(rows), key=_sort_key)
     n = len(rows)
     cols = list(zip(*rows)) if n else [()] * 6

@@ -11,8 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from serving.processes import descendants, free_port, stop_process_group  # noqa: F401 - tests import them from here
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_URI = "models:/journey-stage@champion"
@@ -115,12 +115,6 @@ def service_model(tmp_path_factory) -> ServiceModel:
 
 # ---- a real `journey serve` --------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class RunningService:
     url: str
@@ -173,25 +167,6 @@ def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | 
         log.close()
 
 
-def descendants(pid: int) -> list[int]:
-    """Process ids below ``pid`` (BentoML workers run in process groups of their own)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def load_failure(url: str, token: str | None = None) -> str | None:
     """The service's reason for not being ready when loading the model failed (None otherwise)."""
     import httpx
@@ -203,39 +178,6 @@ def load_failure(url: str, token: str | None = None) -> str | None:
         if hint and not hint.startswith("retry when"):
             return hint
     return None
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the server (started in a new session: its group) and let it stop its workers; any
-    process of it still alive after 30 s is killed by id."""
-    below = descendants(proc.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(30)
-    deadline = time.time() + 10
-    alive = below
-    while alive and time.time() < deadline:
-        alive = [p for p in alive if _alive(p)]
-        time.sleep(0.5)
-    for p in ([proc.pid] if proc.poll() is None else []) + [p for p in alive if _alive(p)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-
-
-def _alive(pid: int) -> bool:
-    """Still running and still a BentoML/journey process (not a recycled pid)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmd = fh.read()
-    except OSError:
-        return False
-    return b"bentoml" in cmd or b"journey" in cmd
 
 
 if __name__ == "__main__":  # the session fixture runs this in a subprocess
