@@ -77,8 +77,9 @@ class TaskModel:
         if self.booster.booster_.num_model_per_iteration() == 1:
             return self.contributions(X)[:, 0, :]
         cache = self.__dict__.setdefault("_class_boosters", {})
-        if k not in cache:
-            cache[k] = class_booster(self.booster.booster_, k, self._num_iteration())
+        if not cache:  # all classes at once (the service's warm-up builds them before readiness)
+            for j in range(len(self.classes)):
+                cache[j] = class_booster(self.booster.booster_, j, self._num_iteration())
         return cache[k].predict(np.asarray(X, dtype=np.float64), pred_contrib=True, num_threads=1)
 
     def __getstate__(self) -> dict:

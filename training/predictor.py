@@ -80,15 +80,22 @@ class JourneyPredictor:
         binary: dict[str, np.ndarray] = {}
         for task in BINARY_TASKS:
             out = np.full(n, np.nan)
-            if task in self.models and n:
-                out = self.models[task].proba(X)[:, 1].astype(float)
-            if task == "churn":
-                out = np.where(converted, out, np.nan)
-            if task == "conversion" and self.settings.conversion_scope == "unconverted":
-                out = np.where(converted, np.nan, out)
+            at = np.flatnonzero(self._applies(task, converted))
+            if task in self.models and len(at):
+                out[at] = self.models[task].proba(X[at])[:, 1]
             binary[task] = out
         obs = [self.taxonomy.stage_of_role_index(int(i)) for i in ff.observed_stage[rows]]
         return Predictions(stages, proba, obs, binary, weights)
+
+    def _applies(self, task: str, converted: np.ndarray) -> np.ndarray:
+        """Rows for which ``task`` is scored: churn for customers who converted; conversion for
+        everyone, or only the unconverted (``conversion_scope``); advocacy for everyone."""
+        converted = np.asarray(converted, dtype=bool)
+        if task == "churn":
+            return converted
+        if task == "conversion" and self.settings.conversion_scope == "unconverted":
+            return ~converted
+        return np.ones(len(converted), dtype=bool)
 
     def reasons(self, ff: FeatureFrame, rows: np.ndarray, predicted_stage: list[str | None], top_k: int = 3) -> list[dict]:
         """Top feature contributions per task and customer (LightGBM pred_contrib, raw-score scale).
@@ -103,12 +110,16 @@ class JourneyPredictor:
                 for k in np.unique(klass[klass >= 0]):
                     at = np.flatnonzero(klass == k)
                     contrib[at] = m.class_contributions(X[at], int(k))
-            else:
-                contrib = m.contributions(X)[:, 0, :]  # (n, p+1)
+            else:  # only where the task applies (its probability is not null)
+                applies = self._applies(task, ff.converted[rows])
+                contrib = np.zeros((len(rows), X.shape[1] + 1))
+                at = np.flatnonzero(applies)
+                if len(at):
+                    contrib[at] = m.contributions(X[at])[:, 0, :]
             for i in range(len(rows)):
                 if task == "stage" and klass[i] < 0:
                     continue
-                if task == "churn" and not ff.converted[rows[i]]:
+                if task != "stage" and not applies[i]:
                     continue
                 c = contrib[i, :-1]
                 top = np.argsort(-np.abs(c), kind="stable")[:top_k]
