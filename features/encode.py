@@ -3,6 +3,11 @@
 Every feature and label is computed from :class:`EncodedEvents`. The only way to get the history
 "as of t" is :meth:`EncodedEvents.as_of`, which keeps events with ``timestamp <= t`` and nothing
 else (Feast's point-in-time rule, in one place).
+
+:func:`encode` takes a pandas DataFrame or a pyarrow Table (e.g. ``pq.read_table(...,
+read_dictionary=[...])`` straight from Parquet, without a pandas round trip). String columns may be
+plain or dictionary-encoded. Input in canonical order (:func:`journey.events.sort_events`) is
+checked in one cheap pass; any other order is put into that same order with an integer-code sort.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from journey.taxonomy import ROLE_INDEX, ROLES, Taxonomy
+from journey.taxonomy import ROLE_INDEX, Taxonomy
 
 US_PER_DAY = 86_400_000_000
 
@@ -24,6 +29,10 @@ CHANNELS = (
     "display", "referral", "direct", "store", "support", "other", "none",
 )
 CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
+_CHANNELS_PA = pa.array(CHANNELS, pa.string())
+_CHANNELS_PA_LARGE = pa.array(CHANNELS, pa.large_string())
+_OTHER, _NONE = CHANNEL_INDEX["other"], CHANNEL_INDEX["none"]
+SMALL = 2048  # inputs up to this many rows check their customer runs in plain numpy (the HTTP service)
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,13 @@ class EncodedEvents:
         return self.subset(keep)
 
     def subset(self, keep: np.ndarray) -> "EncodedEvents":
+        if len(keep) and keep.all():  # nothing to drop (e.g. a cutoff at or after the last event)
+            present = np.zeros(self.n_customers, dtype=bool)
+            present[self.cust] = True
+            if present.all():
+                base = self.source_index if self.source_index is not None else np.arange(self.n_customers)
+                return EncodedEvents(self.customer_ids, self.cust, self.ts, self.role, self.etype, self.channel,
+                                     self.value, self.conv, self.event_types, base)
         cust = self.cust[keep]
         present = np.zeros(self.n_customers, dtype=bool)
         present[cust] = True
@@ -76,6 +92,17 @@ class EncodedEvents:
             conv=self.conv[keep],
             event_types=self.event_types,
             source_index=base,
+        )
+
+    def customer_slice(self, lo: int, hi: int, offsets: np.ndarray | None = None) -> "EncodedEvents":
+        """Customers ``lo:hi`` (their events are contiguous): views, customer index rebased to 0."""
+        off = self.offsets() if offsets is None else offsets
+        a, b = int(off[lo]), int(off[hi])
+        base = self.source_index[lo:hi] if self.source_index is not None else np.arange(lo, hi)
+        return EncodedEvents(
+            customer_ids=self.customer_ids[lo:hi], cust=self.cust[a:b] - lo, ts=self.ts[a:b], role=self.role[a:b],
+            etype=self.etype[a:b], channel=self.channel[a:b], value=self.value[a:b], conv=self.conv[a:b],
+            event_types=self.event_types, source_index=base,
         )
 
 
@@ -96,63 +123,293 @@ def _arrow(col: pd.Series) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
-def encode(events: pd.DataFrame, taxonomy: Taxonomy) -> EncodedEvents:
-    """Canonical events (see :mod:`journey.events`) -> :class:`EncodedEvents` (pyarrow compute:
-    fast for one customer and for millions of events alike).
+def _pandas_column(df: pd.DataFrame, name: str) -> pa.Array | pa.ChunkedArray:
+    """One column as Arrow, zero-copy where pandas already holds Arrow data (pandas' ``str``),
+    without building a Series (a fixed cost that matters for one-customer calls)."""
+    try:
+        i = df.columns.get_loc(name)
+        arr = df._get_column_array(i) if isinstance(i, int) else df[name].array
+    except (AttributeError, TypeError, KeyError):
+        arr = df[name].array
+    if isinstance(arr, pd.arrays.DatetimeArray) and arr.unit == "us" and not arr.isna().any():
+        return arr.asi8  # int64 microseconds, UTC (naive = UTC)
+    proto = getattr(arr, "__arrow_array__", None)
+    if proto is not None and not isinstance(arr, pd.arrays.DatetimeArray):
+        try:
+            return proto()
+        except (TypeError, ValueError, NotImplementedError, pa.ArrowException):
+            pass
+    if name == "value" and isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
+        return arr  # stays numpy
+    if name == "timestamp" and isinstance(arr, pd.arrays.DatetimeArray):
+        return pa.array(pd.Series(arr, copy=False), from_pandas=True)
+    return _arrow(pd.Series(arr, copy=False) if not isinstance(arr, np.ndarray) else arr)
+
+
+class _Tax:
+    """What encoding needs from a taxonomy, computed once per taxonomy object."""
+
+    def __init__(self, taxonomy: Taxonomy):
+        self.taxonomy = taxonomy
+        self.event_types = tuple(taxonomy.event_types)
+        self.index = {e: i for i, e in enumerate(self.event_types)}
+        self.value_set = pa.array(self.event_types, pa.string())
+        self.value_set_large = pa.array(self.event_types, pa.large_string())
+        self.role_of_type = np.array([ROLE_INDEX[taxonomy.event_role[e]] for e in self.event_types], dtype=np.int8)
+        self.conv_of_type = np.array([e in taxonomy.conversion_events for e in self.event_types], dtype=bool)
+        # event_types is sorted, so the code order is the string order (the canonical tie order)
+
+
+_TAX_CACHE: dict[int, _Tax] = {}
+
+
+def _tax(taxonomy: Taxonomy) -> _Tax:
+    t = _TAX_CACHE.get(id(taxonomy))
+    if t is None or t.taxonomy is not taxonomy or t.event_types != tuple(taxonomy.event_types):
+        if len(_TAX_CACHE) > 64:
+            _TAX_CACHE.clear()
+        t = _TAX_CACHE[id(taxonomy)] = _Tax(taxonomy)
+    return t
+
+
+def _unknown(bad: list, taxonomy: Taxonomy):
+    bad = sorted({str(b) for b in bad})
+    return ValueError(f"event types not in taxonomy '{taxonomy.name}': {bad[:10]}")  # validated upstream
+
+
+def encode(events: pd.DataFrame | pa.Table, taxonomy: Taxonomy) -> EncodedEvents:
+    """Canonical events (see :mod:`journey.events`) -> :class:`EncodedEvents`.
+
+    ``events`` is a pandas DataFrame or a pyarrow Table with the columns of SPEC section 2
+    (``channel`` and ``value`` optional; other columns ignored). Fast for one customer (plain
+    numpy) and for millions of events (pyarrow compute + numpy). Rows not in canonical order are
+    sorted into it first (the same order :func:`journey.events.sort_events` gives).
 
     Event types must be known to ``taxonomy`` (validation guarantees it)."""
-    n = len(events)
-    event_types = tuple(taxonomy.event_types)
-    cid = _arrow(events["customer_id"]).cast(pa.string())
-    ts = _arrow(events["timestamp"]).cast(pa.timestamp("us", tz="UTC"))
-    et = _arrow(events["event_type"]).cast(pa.string())
-    if n > 1:  # canonical frames are sorted by (customer_id, timestamp) already; sort otherwise
-        prev_c, next_c = cid.slice(0, n - 1), cid.slice(1)
-        later = pc.greater(prev_c, next_c)
-        same = pc.equal(prev_c, next_c)
-        prev_t, next_t = ts.slice(0, n - 1), ts.slice(1)
-        back_in_time = pc.and_(same, pc.greater(prev_t, next_t))
-        # same-time events in event_type order, so order-dependent features never depend on row order
-        tie_unsorted = pc.and_(pc.and_(same, pc.equal(prev_t, next_t)), pc.greater(et.slice(0, n - 1), et.slice(1)))
-        if pc.any(pc.or_(pc.or_(later, back_in_time), tie_unsorted)).as_py():
-            from journey.events import sort_events
+    tx = _tax(taxonomy)
+    if isinstance(events, pa.RecordBatch):
+        events = pa.Table.from_batches([events])
+    if isinstance(events, pd.DataFrame):
+        cols = {c: _pandas_column(events, c) for c in ("customer_id", "timestamp", "event_type", "channel", "value", "campaign") if c in events}
+    else:
+        cols = {c: events.column(c) for c in ("customer_id", "timestamp", "event_type", "channel", "value", "campaign") if c in events.column_names}
+    return _encode_arrow(cols, tx)
 
-            return encode(sort_events(events), taxonomy)
-    etype = pc.index_in(et, value_set=pa.array(event_types, pa.string()))
-    if etype.null_count:
-        bad = sorted(set(pc.filter(et, pc.is_null(etype)).to_pylist()))
-        raise ValueError(f"event types not in taxonomy '{taxonomy.name}': {bad[:10]}")  # validated upstream
-    etype = etype.to_numpy(zero_copy_only=False).astype(np.int16)
-    role_of_type = np.array([ROLE_INDEX[taxonomy.event_role[e]] for e in event_types], dtype=np.int8)
-    conv_of_type = np.array([e in taxonomy.conversion_events for e in event_types], dtype=bool)
-    if "channel" in events:
-        ch = _arrow(events["channel"]).cast(pa.string())
-        chi = pc.index_in(ch, value_set=pa.array(CHANNELS, pa.string()))
-        fill = pc.if_else(pc.is_null(ch), CHANNEL_INDEX["none"], CHANNEL_INDEX["other"])
-        channel = pc.coalesce(chi, fill.cast(pa.int32())).to_numpy(zero_copy_only=False).astype(np.int16)
+
+# ------------------------------------------------------------------------------------------------
+# Arrow columns -> codes (inputs up to SMALL rows check the customer runs in plain numpy: the HTTP
+# service encodes one customer per call, where fixed per-call costs dominate)
+# ------------------------------------------------------------------------------------------------
+
+
+def _chunks(col) -> list[pa.Array]:
+    return list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
+
+
+def _codes(col, value_set: pa.Array, missing: int | None, other: int | None, large_set: pa.Array | None = None) -> np.ndarray:
+    """Index of every value in ``value_set``; nulls -> ``missing``, unknown -> ``other`` (None: -1).
+
+    Dictionary-encoded chunks are mapped through their (small) dictionary."""
+    out = []
+    for ch in _chunks(col):
+        if pa.types.is_dictionary(ch.type):
+            dcodes = _codes(ch.dictionary, value_set, missing, other, large_set)
+            if ch.null_count:
+                valid = ch.is_valid().to_numpy(zero_copy_only=False)
+                idx = ch.indices.fill_null(0).to_numpy(zero_copy_only=False)
+                codes = dcodes[idx] if len(dcodes) else np.zeros(len(idx), np.int32)
+                codes = np.where(valid, codes, -1 if missing is None else missing)
+            else:
+                idx = ch.indices.to_numpy(zero_copy_only=False)
+                codes = dcodes[idx] if len(dcodes) else np.zeros(len(idx), np.int32)
+            out.append(codes.astype(np.int32, copy=False))
+            continue
+        if pa.types.is_large_string(ch.type) and large_set is not None:
+            vs = large_set
+        else:
+            vs = value_set
+            if not pa.types.is_string(ch.type):
+                ch = ch.cast(pa.string())
+        hit = pc.index_in(ch, value_set=vs)
+        arr = hit.to_numpy(zero_copy_only=False)  # float with NaN where null
+        if hit.null_count:
+            isnull = ch.is_null().to_numpy(zero_copy_only=False)
+            miss = np.isnan(arr)
+            arr = np.where(miss & isnull, -1 if missing is None else missing, np.where(miss, -1 if other is None else other, arr))
+        out.append(arr.astype(np.int32))
+    return np.concatenate(out) if len(out) != 1 else out[0]
+
+
+def _runs(cid) -> tuple[np.ndarray, pa.Array]:
+    """Positions where a new run of equal customer ids starts, and the id of each run."""
+    starts, ids, offset = [], [], 0
+    for ch in _chunks(cid):
+        m = len(ch)
+        if m == 0:
+            continue
+        if not pa.types.is_dictionary(ch.type):
+            ch = pc.dictionary_encode(ch)
+        idx = ch.indices.to_numpy(zero_copy_only=False)
+        new = np.empty(m, bool)
+        new[0] = True
+        np.not_equal(idx[1:], idx[:-1], out=new[1:])
+        pos = np.flatnonzero(new)
+        if len(pos) > len(ch.dictionary):  # an id in two runs: not in canonical order
+            return None, None
+        starts.append(pos + offset)
+        ids.append(ch.dictionary.take(pa.array(idx[pos])).cast(pa.string()))
+        offset += m
+    if not starts:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    return np.concatenate(starts), pa.concat_arrays(ids)
+
+
+def _clearly_unsorted(cid, probe: int = 1 << 16) -> bool:
+    """A cheap look at the first rows: ids going down there means the input needs sorting."""
+    head = cid.slice(0, probe)
+    if isinstance(head, pa.ChunkedArray):
+        head = head.combine_chunks()
+    if pa.types.is_dictionary(head.type):
+        head = head.cast(head.type.value_type)
+    m = len(head)
+    return m > 1 and pc.any(pc.greater(head.slice(0, m - 1), head.slice(1))).as_py()
+
+
+def _run_order(cid) -> tuple[np.ndarray, pa.Array, bool]:
+    """Runs of equal ids (adjacent equal runs merged: chunk borders, duplicate dictionary entries)
+    and whether the run ids are strictly increasing (canonical order needs it)."""
+    run_starts, run_ids = _runs(cid)
+    if run_starts is None:
+        return None, None, False
+    if len(run_ids) > 1:
+        eq = pc.equal(run_ids.slice(0, len(run_ids) - 1), run_ids.slice(1)).to_numpy(zero_copy_only=False)
+        if eq.any():
+            keep = np.r_[True, ~eq]
+            run_starts, run_ids = run_starts[keep], run_ids.filter(pa.array(keep))
+    sorted_ok = True
+    if len(run_ids) > 1:
+        sorted_ok = not pc.any(pc.greater_equal(run_ids.slice(0, len(run_ids) - 1), run_ids.slice(1))).as_py()
+    return run_starts, run_ids, sorted_ok
+
+
+def _encode_arrow(cols: dict, tx: _Tax) -> EncodedEvents:
+    cid = cols["customer_id"]
+    n = len(cid)
+    ts = cols["timestamp"]
+    if isinstance(ts, np.ndarray):
+        ts = ts.astype(np.int64)  # a copy: the caller's frame stays independent
     else:
-        channel = np.full(n, CHANNEL_INDEX["none"], np.int16)
-    if n:
-        new = np.ones(n, dtype=bool)
-        if n > 1:
-            new[1:] = pc.not_equal(cid.slice(0, n - 1), cid.slice(1)).to_numpy(zero_copy_only=False)
-        cust = np.cumsum(new) - 1
-        customer_ids = np.asarray(pc.filter(cid, pa.array(new)).to_pylist(), dtype=object)
+        if not pa.types.is_timestamp(ts.type) or ts.type.unit != "us":
+            ts = ts.cast(pa.timestamp("us", tz="UTC"))
+        ts = ts.cast(pa.int64()).to_numpy()
+    etype = _codes(cols["event_type"], tx.value_set, None, None, tx.value_set_large)
+    if n and etype.min() < 0:
+        et = cols["event_type"]
+        et = et.cast(pa.string())
+        raise _unknown(pc.filter(et, pa.array(etype < 0)).to_pylist(), tx.taxonomy)
+    etype = etype.astype(np.int16)
+    if n == 0:
+        return _finish(np.zeros(0, np.int64), np.array([], dtype=object), ts, etype, np.zeros(0, np.int16), np.zeros(0), tx)
+    if not (pa.types.is_string(cid.type) or pa.types.is_large_string(cid.type) or pa.types.is_dictionary(cid.type)):
+        cid = cid.cast(pa.string())
+    if n <= SMALL:
+        ids = np.array(cid.to_pylist(), dtype=object)
+        new = np.empty(n, bool)
+        new[0] = True
+        np.not_equal(ids[1:], ids[:-1], out=new[1:])
+        run_starts = np.flatnonzero(new)
+        run_ids = ids[run_starts]
+        sorted_ok = len(run_ids) < 2 or bool(np.all(run_ids[1:] > run_ids[:-1]))
+    elif _clearly_unsorted(cid):
+        run_starts, run_ids, sorted_ok = None, None, False
     else:
-        cust, customer_ids = np.zeros(0, np.int64), np.array([], dtype=object)
-    ts_us = ts.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
-    if "value" in events:
-        value = np.nan_to_num(events["value"].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
+        run_starts, run_ids, sorted_ok = _run_order(cid)
+    new = np.zeros(n, bool)
+    if sorted_ok:
+        new[run_starts] = True
+    if sorted_ok and n > 1:
+        same = ~new[1:]
+        d = ts[1:] - ts[:-1]
+        bad = same & ((d < 0) | ((d == 0) & (etype[1:] < etype[:-1])))
+        sorted_ok = not bad.any()
+    if "channel" in cols:
+        channel = _codes(cols["channel"], _CHANNELS_PA, _NONE, _OTHER, _CHANNELS_PA_LARGE).astype(np.int16)
+    else:
+        channel = np.full(n, _NONE, np.int16)
+    if "value" in cols:
+        v = cols["value"]
+        if isinstance(v, np.ndarray):
+            value = v.astype(np.float64)
+        else:
+            value = v.cast(pa.float64()).to_numpy(zero_copy_only=False) if v.type != pa.float64() or v.null_count else v.to_numpy()
+        bad = ~np.isfinite(value)
+        if bad.any():
+            if np.isinf(value).any():
+                value = np.nan_to_num(value, nan=0.0)
+            else:  # NaN (missing) -> 0
+                value = value.copy() if not value.flags.writeable or not isinstance(v, np.ndarray) else value
+                value[bad] = 0.0
+        elif not value.flags.writeable:
+            value = value.copy()
     else:
         value = np.zeros(n)
+    if not sorted_ok:
+        return _sorted_encoding(cols, tx, ts, etype, channel, value)
+    cust = np.cumsum(new, dtype=np.int64) - 1
+    customer_ids = run_ids if isinstance(run_ids, np.ndarray) else run_ids.to_numpy(zero_copy_only=False).astype(object)
+    return _finish(cust, customer_ids, ts, etype, channel, value, tx)
+
+
+def _finish(cust, customer_ids, ts, etype, channel, value, tx: _Tax) -> EncodedEvents:
     return EncodedEvents(
-        customer_ids=customer_ids,
-        cust=cust.astype(np.int64),
-        ts=ts_us,
-        role=role_of_type[etype],
-        etype=etype,
-        channel=channel,
-        value=value,
-        conv=conv_of_type[etype],
-        event_types=event_types,
+        customer_ids=customer_ids, cust=cust, ts=ts, role=tx.role_of_type[etype], etype=etype, channel=channel,
+        value=value, conv=tx.conv_of_type[etype], event_types=tx.event_types,
     )
+
+
+def _sorted_encoding(cols: dict, tx: _Tax, ts, etype, channel, value) -> EncodedEvents:
+    """Rows in the canonical order of :func:`journey.events.sort_events` (customer_id, timestamp,
+    event_type, channel, value, campaign; missing first), by an integer-code sort."""
+    cid = cols["customer_id"]
+    if isinstance(cid, pa.ChunkedArray):
+        cid = cid.combine_chunks() if cid.num_chunks != 1 else cid.chunk(0)
+    if pa.types.is_dictionary(cid.type):
+        cid = cid.cast(pa.string())
+    denc = pc.dictionary_encode(cid.cast(pa.string()) if not pa.types.is_string(cid.type) else cid)
+    rank = pc.rank(denc.dictionary, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) - 1
+    code = rank[denc.indices.to_numpy(zero_copy_only=False)]  # customer code in string order
+    n_cust = int(code.max()) + 1 if len(code) else 0
+    t0 = int(ts.min())
+    span = int(ts.max()) - t0 + 1
+    shift = 0  # (customer, timestamp >> shift) in one int64; equal keys are ordered below
+    while n_cust * ((span >> shift) + 1) >= 2**62:
+        shift += 1
+    key = code * ((span >> shift) + 1) + ((ts - t0) >> shift)
+    order = np.argsort(key)
+    key_sorted = key[order]
+    tie = np.zeros(len(order), bool)
+    eq = key_sorted[1:] == key_sorted[:-1]
+    tie[1:] |= eq
+    tie[:-1] |= eq
+    if tie.any():
+        pos = np.flatnonzero(tie)
+        rows = order[pos]
+        group = np.cumsum(np.r_[True, ~eq[pos[1:] - 1] | (np.diff(pos) != 1)]) if len(pos) else pos
+        sub = pd.DataFrame({"_g": group, "_i": np.arange(len(rows)), "_t": ts[rows]})
+        for c in ("event_type", "channel", "value", "campaign"):
+            if c in cols:
+                col = cols[c]
+                if isinstance(col, np.ndarray):
+                    sub[c] = col[rows]
+                    continue
+                col = col.take(pa.array(rows))
+                if pa.types.is_dictionary(col.type):
+                    col = col.cast(col.type.value_type)
+                sub[c] = col.to_pandas()
+                if c != "value":
+                    sub[c] = sub[c].astype(object)
+        sub = sub.sort_values([c for c in sub.columns if c != "_i"], kind="stable", na_position="first")
+        order[pos] = rows[sub["_i"].to_numpy()]
+    cust = np.cumsum(np.r_[True, code[order][1:] != code[order][:-1]]) - 1 if len(order) else np.zeros(0, np.int64)
+    ids_sorted = denc.dictionary.take(pa.array(pc.sort_indices(denc.dictionary))).to_numpy(zero_copy_only=False).astype(object)
+    return _finish(cust.astype(np.int64), ids_sorted, ts[order], etype[order], channel[order], value[order], tx)

@@ -9,6 +9,7 @@ hand-written edge cases.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -513,3 +514,102 @@ def test_labels_hand_cases():
     assert L["e"]["stage"] == ROLE_INDEX["consideration"]
     L2 = labels_by_id(events, S_DEFAULT.with_overrides({"conversion_scope": "unconverted"}))
     assert np.isnan(L2["b"]["conversion"]) and L2["a"]["conversion"] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# encode inputs (DataFrame / Arrow Table / dictionary columns, any row order) and blocked builds
+# ------------------------------------------------------------------------------------------------
+
+ENCODED_FIELDS = ("customer_ids", "cust", "ts", "role", "etype", "channel", "value", "conv")
+
+
+def assert_same_encoding(a, b, msg=""):
+    for k in ENCODED_FIELDS:
+        x, y = getattr(a, k), getattr(b, k)
+        assert x.dtype == y.dtype, (k, x.dtype, y.dtype, msg)
+        np.testing.assert_array_equal(x, y, err_msg=f"{k} {msg}")
+    assert a.event_types == b.event_types
+
+
+@contextmanager
+def small_path_limit(n: int):
+    import features.encode as fe
+
+    old = fe.SMALL
+    fe.SMALL = n
+    try:
+        yield
+    finally:
+        fe.SMALL = old
+
+
+@hsettings(HYP, max_examples=25)
+@given(rows=raw_rows(), rnd=st.randoms(use_true_random=False), tie_rows=st.integers(0, 6))
+def test_encode_any_order_equals_sort_events(rows, rnd, tie_rows):
+    """A frame not sorted by (customer_id, timestamp, event_type) encodes exactly like its
+    ``sort_events`` order (also same-time rows that differ only in channel / value): DataFrame,
+    Arrow Table and dictionary-encoded Table alike, on the small (plain numpy) and the large
+    (pyarrow) path. A frame sorted on those keys is trusted as is (only channel / value order of
+    full ties may differ, which no feature reads): its features are the same."""
+    import pyarrow as pa
+
+    events = to_events(rows)
+    if tie_rows and len(events):  # copies of a row with another channel / value: ties up to the last sort key
+        extra = events.sample(n=min(tie_rows, len(events)), random_state=rnd.randrange(2**31), replace=True).copy()
+        extra["channel"] = [rnd.choice(["email", "search", None, "zz"]) for _ in range(len(extra))]
+        extra["value"] = [rnd.choice([np.nan, 0.0, 5.0, 1.5]) for _ in range(len(extra))]
+        events = sort_events(pd.concat([events, extra], ignore_index=True).drop_duplicates(ignore_index=True))
+    perm = list(range(len(events)))
+    rnd.shuffle(perm)
+    shuffled = events.iloc[perm].reset_index(drop=True)
+    expected = encode(sort_events(shuffled), TAX)
+    table = pa.Table.from_pandas(shuffled, preserve_index=False)
+    dict_table = table.set_column(0, "customer_id", table.column("customer_id").dictionary_encode()).set_column(
+        2, "event_type", table.column("event_type").dictionary_encode())
+    key = list(zip(shuffled["customer_id"], shuffled["timestamp"], shuffled["event_type"]))
+    trusted = key == sorted(key)
+    want = build_features(expected, T_US, S_DEFAULT).X
+    for limit in (2048, 0):
+        with small_path_limit(limit):
+            for what, inp in (("frame", shuffled), ("table", table), ("dict table", dict_table), ("canonical", events)):
+                got = encode(inp, TAX)
+                if what == "canonical" or not trusted:
+                    assert_same_encoding(got, expected, f"{what} limit={limit}")
+                np.testing.assert_array_equal(build_features(got, T_US, S_DEFAULT).X, want, err_msg=f"{what} limit={limit}")
+
+
+def test_encode_table_equals_frame_on_chunked_dictionary_input():
+    """A Parquet read with dictionary columns and several row groups (chunks) encodes like pandas."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    events = to_events(edge_grid_rows(seed=3))
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(events, preserve_index=False), buf, row_group_size=37)
+    table = pq.read_table(pa.BufferReader(buf.getvalue()), read_dictionary=["customer_id", "event_type", "channel"])
+    assert table.column("customer_id").num_chunks > 1
+    with small_path_limit(0):
+        assert_same_encoding(encode(table, TAX), encode(events, TAX))
+    assert_same_encoding(encode(table, TAX), encode(events, TAX))
+
+
+@pytest.mark.parametrize("sname", list(SETTINGS))
+def test_blocked_threaded_build_is_identical(sname):
+    """Customer blocks on threads give the very same matrix as one block (bit for bit)."""
+    import features.build as fbm
+
+    s = SETTINGS[sname]
+    enc = encode(to_events(edge_grid_rows(seed=7)), TAX)
+    one = build_features(enc, T_US, s)
+    old = (fbm.BLOCK_EVENTS, fbm.BLOCK_CUSTOMERS, fbm.THREADS)
+    try:
+        fbm.BLOCK_EVENTS, fbm.BLOCK_CUSTOMERS, fbm.THREADS = 50, 7, 2
+        blocked = build_features(enc, T_US, s)
+    finally:
+        fbm.BLOCK_EVENTS, fbm.BLOCK_CUSTOMERS, fbm.THREADS = old
+    assert blocked.names == one.names
+    np.testing.assert_array_equal(blocked.customer_ids, one.customer_ids)
+    np.testing.assert_array_equal(blocked.source_index, one.source_index)
+    assert np.array_equal(blocked.X.view(np.uint32), one.X.view(np.uint32))
+    for k in ("observed_stage", "last_event_us", "converted"):
+        np.testing.assert_array_equal(getattr(blocked, k), getattr(one, k), err_msg=k)
