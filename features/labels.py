@@ -8,6 +8,7 @@ converted ones when ``conversion_scope = "unconverted"``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -35,16 +36,26 @@ def _flag(events: EncodedEvents, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_labels(events: EncodedEvents, t_us: int, settings: Settings, customers: np.ndarray) -> Labels:
-    """Labels at ``t`` for ``customers`` (indices into ``events.customer_ids``)."""
-    H = settings.horizons
+def build_labels(
+    events: EncodedEvents, t_us: int, settings: Settings, customers: np.ndarray, window_end_us: Mapping[str, int] | None = None
+) -> Labels:
+    """Labels at ``t`` for ``customers`` (indices into ``events.customer_ids``).
 
-    def future(days: float) -> np.ndarray:
-        return (events.ts > t_us) & (events.ts <= t_us + int(days * US_PER_DAY))
+    ``window_end_us`` (task -> time) cuts a task's label window (t, t+H] at that time: the label
+    then reads only events in (t, min(t+H, end)] (``label_windows = "clip_at_test"`` passes the
+    first test cutoff for training and validation cutoffs, so no label reads past it)."""
+    H = settings.horizons
+    ends = window_end_us or {}
+
+    def future(days: float, task: str) -> np.ndarray:
+        end = t_us + int(days * US_PER_DAY)
+        if task in ends:
+            end = min(end, int(ends[task]))
+        return (events.ts > t_us) & (events.ts <= end)
 
     converted = _flag(events, events.conv & (events.ts <= t_us))[customers]
 
-    f = future(H.stage)
+    f = future(H.stage, "stage")
     any_f = _flag(events, f)[customers]
     adv_f = _flag(events, f & (events.role == ADV))[customers]
     dec_f = _flag(events, f & ((events.role == DEC) | events.conv))[customers]
@@ -53,15 +64,15 @@ def build_labels(events: EncodedEvents, t_us: int, settings: Settings, customers
     post = np.where(any_f, RET, LAPSED_INDEX)
     stage = np.where(adv_f, ADV, np.where(converted, post, pre)).astype(np.int8)
 
-    fc = future(H.churn)
+    fc = future(H.churn, "churn")
     if settings.churn_activity == "conversions":
         fc = fc & events.conv
     active = _flag(events, fc)[customers]
     churn = np.where(converted, (~active).astype(float), np.nan)
 
-    advocacy = _flag(events, future(H.advocacy) & (events.role == ADV))[customers].astype(float)
+    advocacy = _flag(events, future(H.advocacy, "advocacy") & (events.role == ADV))[customers].astype(float)
 
-    conversion = _flag(events, future(H.conversion) & events.conv)[customers].astype(float)
+    conversion = _flag(events, future(H.conversion, "conversion") & events.conv)[customers].astype(float)
     if settings.conversion_scope == "unconverted":
         conversion = np.where(converted, np.nan, conversion)
     return Labels(stage=stage, churn=churn, advocacy=advocacy, conversion=conversion)

@@ -7,6 +7,20 @@ the first test cutoff; the *training* cutoffs are the earlier ones. So every tra
 validation label window ends at or before the first test cutoff. (Training label windows may
 overlap the validation cutoffs: requiring them to end before the first validation cutoff would
 cost a whole horizon of training data, e.g. 90 days for churn, for no gain in test honesty.)
+
+Two per-dataset settings change which cutoffs train (never what a test row reads):
+
+- ``label_windows = "clip_at_test"``: training and validation cutoffs run up to the first test
+  cutoff and their label windows are cut at it, (t, min(t+H, first test cutoff)]. Still no label
+  reads anything after the first test cutoff. For data whose outcomes are recorded only recently
+  (the Olist won deals start six months after the leads), this is the only way to train on
+  recorded outcomes without looking past the test cutoff.
+- ``outcomes_recorded_from``: outcomes are recorded from this date only; training and validation
+  cutoffs before it (whose label windows would read an unrecorded period) are not used.
+
+Rows are built cutoff by cutoff for the eligible customers only; at training-only cutoffs the
+eligible customers are sampled *before* features are computed (eligibility needs only event
+times), so features are computed for the rows that are used and nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from features.build import FeatureFrame, build_features, eligible
+from features.build import build_features, feature_names
 from features.encode import US_PER_DAY, EncodedEvents, from_us, to_us
 from features.labels import build_labels
 from journey.settings import TASKS, Settings
@@ -28,6 +42,7 @@ class TaskSplit:
     validation: list[int]
     test: list[int]
     note: str = ""
+    label_end_us: int | None = None  # training/validation label windows are cut here (clip_at_test)
 
     @property
     def usable(self) -> bool:
@@ -56,7 +71,8 @@ class CutoffPlan:
             "warmup_days": self.warmup_days,
             "tasks": {
                 k: {"train": len(s.train), "train_first": iso(s.train[:1]), "train_last": iso(s.train[-1:]),
-                    "validation": iso(s.validation), "test": iso(s.test), "note": s.note}
+                    "validation": iso(s.validation), "test": iso(s.test), "note": s.note,
+                    "train_label_windows_end": iso([s.label_end_us]) if s.label_end_us is not None else None}
                 for k, s in self.tasks.items()
             },
         }
@@ -75,6 +91,7 @@ def plan_cutoffs(events: EncodedEvents, settings: Settings) -> CutoffPlan:
     step = int(settings.step_days * US_PER_DAY)
     h = settings.horizons
     horizon = {task: int(getattr(h, task) * US_PER_DAY) for task in TASKS}
+    recorded_from = to_us(settings.outcomes_recorded_from) if settings.outcomes_recorded_from is not None else start
     if settings.test_from is not None:
         anchor = to_us(settings.test_from)
     else:
@@ -94,14 +111,21 @@ def plan_cutoffs(events: EncodedEvents, settings: Settings) -> CutoffPlan:
             test = [t for t in observed if t >= anchor]
         else:
             test = observed[-settings.test_cutoffs:]
+            if observed and settings.test_span_days:  # every observed cutoff in the last test_span_days
+                span = int(settings.test_span_days * US_PER_DAY)
+                test = [t for t in observed if t > observed[-1] - span] if len(test) * step < span else test
         if not test:
             tasks[task] = TaskSplit([], [], [], f"no cutoff has its {getattr(h, task):g}-day horizon observed in the data")
             continue
-        before = [t for t in grid if t + H <= test[0]]
+        clip = settings.label_windows == "clip_at_test"
+        before = [t for t in grid if (t < test[0] if clip else t + H <= test[0]) and t >= recorded_from]
         validation = before[-settings.validation_cutoffs:]
         train = before[: -len(validation)] if len(before) > len(validation) else []
+        if settings.purge_validation and validation:  # no training label window reaches the validation cutoffs
+            train = [t for t in train if t + H <= validation[0]]
         note = "" if train else f"not enough history before the first test cutoff for a {getattr(h, task):g}-day horizon"
-        tasks[task] = TaskSplit(train, validation, test, note)
+        end = test[0] if clip and any(t + H > test[0] for t in before) else None
+        tasks[task] = TaskSplit(train, validation, test, note, end)
     return CutoffPlan(start, observed_until, float(warmup), grid, tasks)
 
 
@@ -120,6 +144,24 @@ class Snapshots:
         return np.flatnonzero(np.isin(self.cutoff_us, np.asarray(cutoffs, dtype=np.int64)))
 
 
+def eligible_at(events: EncodedEvents, t_us: int, settings: Settings) -> np.ndarray:
+    """Boolean per customer of ``events``: eligible at ``t`` (SPEC 4), from event times alone.
+
+    Equals :func:`features.build.eligible` on the features at ``t`` (a test checks it): an event in
+    (t-E, t], or any event at or before t when E is None."""
+    lo = -np.inf if settings.eligibility_days is None else t_us - int(settings.eligibility_days * US_PER_DAY)
+    out = np.zeros(events.n_customers, bool)
+    out[events.cust[(events.ts <= t_us) & (events.ts > lo)]] = True
+    return out
+
+
+def customer_subset(events: EncodedEvents, customers: np.ndarray) -> EncodedEvents:
+    """The events of ``customers`` (indices into ``events``) only; ``source_index`` maps back."""
+    keep = np.zeros(events.n_customers, bool)
+    keep[customers] = True
+    return events.subset(keep[events.cust])
+
+
 def build_snapshots(
     events: EncodedEvents,
     plan: CutoffPlan,
@@ -131,27 +173,30 @@ def build_snapshots(
     """Features and labels of the eligible customers at every cutoff of ``plan``.
 
     Training-only cutoffs are sampled down so that their rows total at most ``sample_train_rows``;
-    validation and test cutoffs are kept whole."""
+    validation and test cutoffs are kept whole. Customers are chosen first (eligibility and the
+    sample need only event times); features and labels are computed for the chosen ones only."""
     cutoffs = plan.all_cutoffs
     keep_whole = {t for s in plan.tasks.values() for t in s.validation + s.test}
     n_train_only = max(1, len([t for t in cutoffs if t not in keep_whole]))
     per_cutoff = None if sample_train_rows is None else max(1, sample_train_rows // n_train_only)
     rng = np.random.default_rng(settings.seed)
-    names: list[str] = []
+    names: list[str] = feature_names(events.event_types, settings)
     Xs, ids, cut, obs, labs = [], [], [], [], []
     for i, t in enumerate(cutoffs):
-        ff = build_features(events, t, settings)
-        rows = np.flatnonzero(eligible(ff, settings))
+        rows = np.flatnonzero(eligible_at(events, t, settings))
         if per_cutoff is not None and t not in keep_whole and len(rows) > per_cutoff:
             rows = np.sort(rng.choice(rows, per_cutoff, replace=False))
-        lab = build_labels(events, t, settings, ff.source_index[rows])
-        names = ff.names
-        Xs.append(np.ascontiguousarray(ff.X[rows]))
-        ids.append(ff.customer_ids[rows])
-        cut.append(np.full(len(rows), t, np.int64))
-        obs.append(ff.observed_stage[rows])
+        sub = customer_subset(events, rows)
+        ff = build_features(sub, t, settings)
+        # a clipped label window ends at the task's first test cutoff (training/validation cutoffs only)
+        ends = {task: s.label_end_us for task, s in plan.tasks.items() if s.label_end_us is not None and t < s.test[0]}
+        lab = build_labels(sub, t, settings, np.arange(sub.n_customers), ends)
+        Xs.append(np.ascontiguousarray(ff.X))
+        ids.append(ff.customer_ids)
+        cut.append(np.full(ff.X.shape[0], t, np.int64))
+        obs.append(ff.observed_stage)
         labs.append({task: lab.task(task) for task in TASKS})
-        del ff
+        del ff, sub
         if progress:
             progress(i + 1, len(cutoffs))
     if not Xs:

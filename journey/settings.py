@@ -58,7 +58,23 @@ class Settings(BaseModel):
     warmup_days: float | None = Field(None, description="history before the first cutoff; None = adapt to the data")
     test_from: datetime | None = Field(None, description="first test cutoff; None = the latest cutoff(s)")
     test_cutoffs: int = Field(1, ge=1, description="number of latest cutoffs used as test set when test_from is None")
-    validation_cutoffs: int = Field(2, ge=1, description="latest training cutoffs held out to fit calibration")
+    validation_cutoffs: int = Field(4, ge=1, description="latest cutoffs before the test whose windows end by it: early stopping and calibration")
+    test_span_days: float = Field(
+        28, ge=0, description="without test_from: test on every observed cutoff in the last N days (at least test_cutoffs)"
+    )
+    purge_validation: bool = Field(
+        True,
+        description="training label windows end by the first validation cutoff, so early stopping, calibration and "
+        "choices made on the validation slice never see labels overlapping it (costs one horizon of training cutoffs)",
+    )
+    label_windows: Literal["complete", "clip_at_test"] = Field(
+        "complete",
+        description="training/validation label windows: 'complete' = only cutoffs whose whole window ends by the first "
+        "test cutoff; 'clip_at_test' = cutoffs up to the first test cutoff, windows cut at it (never read past it)",
+    )
+    outcomes_recorded_from: datetime | None = Field(
+        None, description="the data records outcomes (e.g. won deals) from this date on: earlier cutoffs do not train"
+    )
 
     # models
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
@@ -100,7 +116,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _deep_merge(out[k], v)
-        elif v is not None or k in ("eligibility_days", "test_from", "warmup_days", "unknown_stage"):
+        elif v is not None or k in ("eligibility_days", "test_from", "warmup_days", "unknown_stage", "outcomes_recorded_from"):
             out[k] = v
     return out
 
