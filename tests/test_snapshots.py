@@ -184,3 +184,15 @@ def test_test_span_days_without_test_from(enc):
         assert sp.test[-1] + int(getattr(s.horizons, task) * US_PER_DAY) <= plan.observed_until_us
     one = plan_cutoffs(enc, Settings(test_span_days=0, test_cutoffs=1))
     assert all(len(sp.test) == 1 for sp in one.tasks.values())
+
+
+def test_cap_train_rows_equal_share_per_cutoff():
+    from training.pipeline import cap_train_rows
+
+    cut = np.repeat([1, 2, 3, 4], [10, 500, 20, 800])
+    rows = np.arange(len(cut)) + 7
+    kept = cap_train_rows(rows, cut, 300, seed=0)
+    assert len(kept) == 300 and np.all(np.diff(kept) > 0) and set(kept) <= set(rows)
+    _, counts = np.unique(cut[kept - 7], return_counts=True)
+    assert counts.tolist() == [10, 135, 20, 135]  # small cutoffs whole, large ones an equal share
+    np.testing.assert_array_equal(cap_train_rows(rows, cut, 5000, seed=0), rows)

@@ -134,6 +134,7 @@ def train_and_evaluate(
             r = snaps.rows(getattr(split, part))
             parts[part] = r[ok_all[r]]
         tr, va, te = parts["train"], parts["validation"], parts["test"]
+        tr = cap_train_rows(tr, snaps.cutoff_us[tr], settings.max_train_rows, settings.seed)
         reason = _unsupported(task, y_all, tr, va, te)
         if reason:
             skipped[task] = reason
@@ -224,6 +225,36 @@ def train_and_evaluate(
         info={"dataset": fp, "test_metrics": headline_metrics(report)},
     )
     return TrainOutcome(predictor, report, evals, plan, snaps, messages)
+
+
+def cap_train_rows(rows: np.ndarray, cutoffs: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """At most ``cap`` training rows, the same share from every training cutoff.
+
+    The snapshots sample training-only cutoffs already, but a task's training cutoffs can include
+    cutoffs kept whole as validation or test of another task (e.g. the stage task trains on the
+    cutoffs where the 90-day churn task is validated): without this cap those whole cutoffs would
+    dominate the task's training set and its training time."""
+    if len(rows) <= cap:
+        return rows
+    uniq, inv, counts = np.unique(cutoffs, return_inverse=True, return_counts=True)
+    # water-filling: the largest per-cutoff quota q with sum(min(count, q)) <= cap
+    order = np.sort(counts)
+    q, left = 0, cap
+    for i, c in enumerate(order):
+        share = left // (len(order) - i)
+        if c <= share:
+            left -= c
+        else:
+            q = share
+            break
+    else:
+        return rows
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(rows), bool)
+    for k in range(len(uniq)):
+        idx = np.flatnonzero(inv == k)
+        keep[idx if len(idx) <= q else rng.choice(idx, q, replace=False)] = True
+    return rows[keep]
 
 
 def _unsupported(task: str, y: np.ndarray, tr, va, te) -> str | None:
