@@ -97,6 +97,7 @@ def main() -> None:
             done = [run(cmd, work, env) for cmd in spec["commands"]]
             report = json.loads((work / spec["report"] / "report.json").read_text())
             horizons = report["settings"]["horizons_days"]
+            horizons = {t: int(h) if float(h).is_integer() else h for t, h in horizons.items()}
             tasks = {t: task_result(t, res, horizons.get(t)) for t, res in report["tasks"].items()}
             results["runs"].append({
                 "dataset": spec["dataset"], "command": spec["commands"][-1], "commands": done, "tasks": tasks,

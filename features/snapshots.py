@@ -1,12 +1,20 @@
 """Training snapshots over many cutoffs and the temporal split (SPEC section 4).
 
 Cutoffs lie on one grid of ``step_days``. Per task, the *test* cutoffs are the latest grid points
-whose horizon is fully observed (or the grid points from ``test_from`` on); the *validation*
-cutoffs (for calibration and early stopping) are the latest grid points whose label window ends by
-the first test cutoff; the *training* cutoffs are the earlier ones. So every training and
-validation label window ends at or before the first test cutoff. (Training label windows may
-overlap the validation cutoffs: requiring them to end before the first validation cutoff would
-cost a whole horizon of training data, e.g. 90 days for churn, for no gain in test honesty.)
+whose horizon is fully observed (every such point in the last ``test_span_days``, default 28, so a
+90-day task is not tested on one snapshot of a few hundred rows), or the grid points from
+``test_from`` on; the *validation* cutoffs (early stopping and calibration) are the latest
+``validation_cutoffs`` grid points whose label window ends by the first test cutoff; the
+*training* cutoffs are the earlier ones. So every training and validation label window ends at or
+before the first test cutoff.
+
+With ``purge_validation`` (default) training label windows also end by the first validation
+cutoff. Without it a training row at t-7 days and a validation row at t of the same customer have
+almost the same features and 90-day label windows that overlap by 83 days: early stopping and
+calibration then reward memorising customers (measured on CDNOW with 300k training rows:
+validation ROC-AUC 0.816 at 676 trees, test 0.836; purged: validation 0.806 at 104 trees, test
+0.839; on the demo data the churn model ran to 399 of 400 trees and lost to the recency rule).
+The purge costs one horizon of training cutoffs.
 
 Two per-dataset settings change which cutoffs train (never what a test row reads):
 
