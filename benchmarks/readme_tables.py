@@ -238,7 +238,7 @@ def service_rows(r: dict | None) -> list[list[str]]:
         return [["HTTP, one customer with 200 events per request (`bench_service.py`)", NOT_MEASURED, "p99 <= 50 ms, 0 errors, <= 1.5 GB", "—"]]
     c, h, seq, ip, checks = r["config"], r["http"], r["http_sequential"], r["in_process"], r["checks"]
     kinds = ", ".join(f"{v:,} {k.replace('http_', 'HTTP ')}" for k, v in h["errors_by_kind"].items())
-    ratio = r["http_overhead"]["sequential_p50_ratio_to_validate_and_score"]
+    ratio = r["http_overhead"]["sequential_p50_ratio_to_predict"]
     workers = f"{c['workers']} worker" + ("s" if c["workers"] != 1 else "")
     passed = [k for k, v in checks.items() if v["pass"]]
     failed = [k for k, v in checks.items() if not v["pass"]]
@@ -248,7 +248,7 @@ def service_rows(r: dict | None) -> list[list[str]]:
         f"HTTP, one customer with {c['events_per_request']} events per request, {c['rate']:.0f} req/s for {c['seconds']:.0f} s ({workers})",
         f"{h['ok']:,} of {h['requests']:,} answered ({h['achieved_rate']} req/s), {h['errors']:,} errors ({kinds or 'none'}), "
         f"p99 {ms_or_s(h['latency']['p99_ms'])}; peak memory {h['peak_rss_gb']:.2f} GB. One request at a time: "
-        f"{seq['p50_ms']:.1f} ms over HTTP vs {ip['validate_and_score']['p50_ms']:.1f} ms in-process (validation + scoring) = "
+        f"{seq['p50_ms']:.1f} ms over HTTP vs {ip['predict']['p50_ms']:.1f} ms in-process (the API method's body: validation + scoring) = "
         f"{ratio:.2f}x; scoring alone {ip['score']['p50_ms']:.1f} ms (medians)",
         f"p99 <= {checks['p99_ms']['target']:.0f} ms, {checks['errors']['target']} errors, <= {checks['peak_rss_gb']['target']} GB",
         yes_no(not failed, why),

@@ -40,7 +40,9 @@ def train_small_model(home: Path) -> BatchModel:
     tax = load_taxonomy("five_stage")
     raw = generate_events(800, seed=3)
     events = canonical_events(raw, "generated", tax).events
-    settings = Settings(n_estimators=30, bootstrap_rounds=0, max_train_rows=20000)
+    # One simulated year is too short for a purged 90-day churn split (training label windows
+    # ending before the validation cutoffs leave no churners); these tests need every task.
+    settings = Settings(n_estimators=30, bootstrap_rounds=0, max_train_rows=20000, purge_validation=False)
     outcome = train_and_evaluate(events, tax, settings)
     report_dir = home / "report"
     plots = write_report(outcome, report_dir)
