@@ -13,9 +13,9 @@ Every fenced block of README.md is exercised, and a new block that nothing exerc
   the block.
   Python blocks run in a subprocess (``exec`` of the block's text) in the same folder.
 * Commands that cannot run inside the test suite, or cost too much here, are in ``MAPPED``: the
-  set-up and test commands to ``.ci/run`` (checked to run the same command), ``--engine spark``
-  and ``mlflow ui`` to the tests that run them (checked to exist; the store ``mlflow ui`` names
-  is opened here), the benchmark scripts to ``--help`` (every option the README passes must
+  set-up and test commands to ``.ci/run`` (checked to run the same command), ``mlflow ui`` to
+  the test that runs a real MLflow server (checked to exist; the store ``mlflow ui`` names is
+  opened here), the benchmark scripts to ``--help`` (every option the README passes must
   exist) plus the JSON result each one writes, which ``benchmarks/readme_tables.py`` renders
   into the README.
 * The diagram (no language) is checked for the files it names.
@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 import pytest
@@ -128,10 +128,6 @@ MAPPED = {
     ". .venv/bin/activate": ("ci", ". .venv/bin/activate"),
     'pip install -e ".[test]"': ("ci", 'pip install -q -e ".[test]"'),
     "python -m pytest -q -n 2 --dist loadfile": ("ci", "python -m pytest -q -n 2 --dist loadfile"),
-    # Spark's JVM start-up costs ~40 s on 2 cores: the engine (`score_file(engine="spark")`, which
-    # `--engine spark` calls) is compared with the local one row for row in tests/test_batch.py
-    "journey score --events journey-demo/events.parquet --out scores.parquet --engine spark":
-        ("test", "tests/test_batch.py::test_spark_equals_local_parquet"),
     # `mlflow ui` takes 20-40 s to start on 2 cores: test_data_scientist_block opens the store it
     # names (the URI as the shell expands it) and finds the promoted model; a real MLflow server
     # process on a SQLite store is run by tests/test_training.py
@@ -165,7 +161,7 @@ class Sandbox:
         script = "\n".join(["set -e", *prelude, step])
         return subprocess.run(["bash", "-c", script], cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def run_block(self, b: Block, while_up: dict | None = None) -> dict[str, str]:
+    def run_block(self, b: Block, while_up: dict | None = None, after_step: Callable[[str], None] | None = None) -> dict[str, str]:
         """Run every step of ``b`` not in MAPPED; return {README step: output}. ``while_up``:
         {server: check(url)} called as soon as that server of the block is ready."""
         prelude: list[str] = []
@@ -201,6 +197,8 @@ class Sandbox:
                 self.outputs[step] = outputs[step] = out
                 self.done.add(step)
                 self.after(run)
+                if after_step is not None:
+                    after_step(step)
         return outputs
 
     @staticmethod
@@ -389,15 +387,21 @@ def test_crm_block_serve_and_curl(sandbox):
 
 def test_batch_block(sandbox):
     b = block(BATCH)
-    outputs = sandbox.run_block(b)
-    (local,) = [s for s in b.steps() if s.startswith("journey score") and s not in MAPPED]  # Spark: MAPPED
-    scored = int(re.search(r"scored ([\d,]+) customers", outputs[local]).group(1).replace(",", ""))
-    scores = pd.read_parquet(sandbox.root / "scores.parquet")
-    assert len(scores) == scored > 0
-    assert {"customer_id", "stage", "churn_probability", "next_best_action"} <= set(scores.columns)
-    # the demo scored the same customers with the same model (its own scores.parquet)
-    demo = pd.read_parquet(sandbox.root / "journey-demo" / "scores.parquet")
-    pd.testing.assert_frame_equal(scores, demo)
+    local, spark = [s for s in b.steps() if s.startswith("journey score")]
+    assert "--engine spark" in spark and "--engine" not in local
+    demo = pd.read_parquet(sandbox.root / "journey-demo" / "scores.parquet")  # the demo's own (local) scores
+    scores: dict[str, pd.DataFrame] = {}
+
+    def keep_local_output(step: str) -> None:  # both lines write scores.parquet: read it in between
+        scores[step] = pd.read_parquet(sandbox.root / "scores.parquet")
+
+    outputs = sandbox.run_block(b, after_step=keep_local_output)
+    for step in (local, spark):
+        scored = int(re.search(r"scored ([\d,]+) customers", outputs[step]).group(1).replace(",", ""))
+        assert len(scores[step]) == scored > 0
+        assert {"customer_id", "stage", "churn_probability", "next_best_action"} <= set(scores[step].columns)
+        # the same customers with the same model as the demo scored them: local == Spark == demo
+        pd.testing.assert_frame_equal(scores[step], demo)
 
 
 def test_python_block(sandbox):

@@ -218,6 +218,29 @@ def test_parity_with_python_scoring(client, events, chosen, predictor):
         assert_close(p, expected[p["customer_id"]], p["customer_id"])
 
 
+def test_parity_with_batch_scoring_of_a_file(client, events, chosen, predictor, tmp_path):
+    """The same histories scored by `journey score`'s engine (a Parquet file in, a Parquet file out)
+    and over HTTP: the same stage, probabilities and next best action."""
+    from serving.batch import score_file
+
+    mine = events[events["customer_id"].isin(chosen["ids"])]
+    mine.to_parquet(tmp_path / "events.parquet", index=False)
+    counts = score_file(tmp_path / "events.parquet", tmp_path / "scores.parquet", as_of=AS_OF, predictor=predictor, workers=1)
+    batch = pd.read_parquet(tmp_path / "scores.parquet").set_index("customer_id")
+    assert counts["scored"] == len(chosen["ids"]) == len(batch)
+    r = client.post("/predict", json={"customers": payload_of(events, chosen["ids"]), "as_of": AS_OF})
+    assert r.status_code == 200, r.text
+    for p in r.json()["predictions"]:
+        row = batch.loc[p["customer_id"]]
+        assert (p["stage"], p["observed_stage"]) == (row["stage"], row["observed_stage"])
+        for s, v in p["stage_probabilities"].items():
+            assert math.isclose(v, row[f"stage_probability_{s}"], rel_tol=0, abs_tol=1e-9)
+        for task in ("churn", "advocacy", "conversion"):
+            v, b = p[f"{task}_probability"], row[f"{task}_probability"]
+            assert (v is None and pd.isna(b)) or math.isclose(v, b, rel_tol=0, abs_tol=1e-9), (p["customer_id"], task, v, b)
+        assert (p["next_best_action"]["action"], p["next_best_action"]["rule"]) == (row["next_best_action"], row["next_best_action_rule"])
+
+
 def test_parity_for_many_customers_with_default_limits(client, events, predictor):
     ids = sorted(events["customer_id"].unique())[:100]
     r = client.post("/predict", json={"customers": payload_of(events, ids), "as_of": AS_OF})
