@@ -129,6 +129,8 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
     """What one worker does per request, in this process: ``predict`` = the API method's body
     (:func:`serving.service.score_request`: validation + features + models + reasons + next best
     action, from the parsed request); ``score`` = the scoring part alone on canonical events."""
+    import pandas as pd
+
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from journey.events import canonical_records
@@ -152,7 +154,7 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
         r = requests[k % len(requests)]
         events, as_of = canon[k % len(canon)]
         t0 = time.perf_counter()
-        score_records(predictor, events, pd_ts(as_of), playbook=playbook)
+        score_records(predictor, events, pd.Timestamp(as_of), playbook=playbook)
         t1 = time.perf_counter()
         score_request(predictor, r.customers, r.as_of, playbook)
         t2 = time.perf_counter()
@@ -165,12 +167,6 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
         "predict": summary(full_ms),
         "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version")},
     }
-
-
-def pd_ts(text: str):
-    import pandas as pd
-
-    return pd.Timestamp(text)
 
 
 def summary(ms: list[float]) -> dict:

@@ -36,6 +36,19 @@ def _flag(events: EncodedEvents, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def task_applies(task: str, converted: np.ndarray, settings: Settings) -> np.ndarray:
+    """Customers a binary task is defined for, given whether each converted at or before t:
+    churn only for converted customers; conversion for everyone, or only the unconverted
+    (``conversion_scope = "unconverted"``); advocacy for everyone. Labels are NaN elsewhere, and
+    the predictor gives no probability and no reasons there."""
+    converted = np.asarray(converted, dtype=bool)
+    if task == "churn":
+        return converted
+    if task == "conversion" and settings.conversion_scope == "unconverted":
+        return ~converted
+    return np.ones(len(converted), dtype=bool)
+
+
 def build_labels(
     events: EncodedEvents, t_us: int, settings: Settings, customers: np.ndarray, window_end_us: Mapping[str, int] | None = None
 ) -> Labels:
@@ -68,11 +81,10 @@ def build_labels(
     if settings.churn_activity == "conversions":
         fc = fc & events.conv
     active = _flag(events, fc)[customers]
-    churn = np.where(converted, (~active).astype(float), np.nan)
+    churn = np.where(task_applies("churn", converted, settings), (~active).astype(float), np.nan)
 
     advocacy = _flag(events, future(H.advocacy, "advocacy") & (events.role == ADV))[customers].astype(float)
 
     conversion = _flag(events, future(H.conversion, "conversion") & events.conv)[customers].astype(float)
-    if settings.conversion_scope == "unconverted":
-        conversion = np.where(converted, np.nan, conversion)
+    conversion = np.where(task_applies("conversion", converted, settings), conversion, np.nan)
     return Labels(stage=stage, churn=churn, advocacy=advocacy, conversion=conversion)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.build import FEATURE_VERSION, FeatureFrame, build_features
+from features.labels import task_applies
 from features.encode import EncodedEvents
 from journey.errors import ModelError
 from journey.settings import Settings
@@ -80,22 +81,12 @@ class JourneyPredictor:
         binary: dict[str, np.ndarray] = {}
         for task in BINARY_TASKS:
             out = np.full(n, np.nan)
-            at = np.flatnonzero(self._applies(task, converted))
+            at = np.flatnonzero(task_applies(task, converted, self.settings))
             if task in self.models and len(at):
                 out[at] = self.models[task].proba(X[at])[:, 1]
             binary[task] = out
         obs = [self.taxonomy.stage_of_role_index(int(i)) for i in ff.observed_stage[rows]]
         return Predictions(stages, proba, obs, binary, weights)
-
-    def _applies(self, task: str, converted: np.ndarray) -> np.ndarray:
-        """Rows for which ``task`` is scored: churn for customers who converted; conversion for
-        everyone, or only the unconverted (``conversion_scope``); advocacy for everyone."""
-        converted = np.asarray(converted, dtype=bool)
-        if task == "churn":
-            return converted
-        if task == "conversion" and self.settings.conversion_scope == "unconverted":
-            return ~converted
-        return np.ones(len(converted), dtype=bool)
 
     def reasons(self, ff: FeatureFrame, rows: np.ndarray, predicted_stage: list[str | None], top_k: int = 3) -> list[dict]:
         """Top feature contributions per task and customer (LightGBM pred_contrib, raw-score scale).
@@ -111,7 +102,7 @@ class JourneyPredictor:
                     at = np.flatnonzero(klass == k)
                     contrib[at] = m.class_contributions(X[at], int(k))
             else:  # only where the task applies (its probability is not null)
-                applies = self._applies(task, ff.converted[rows])
+                applies = task_applies(task, ff.converted[rows], self.settings)
                 contrib = np.zeros((len(rows), X.shape[1] + 1))
                 at = np.flatnonzero(applies)
                 if len(at):
