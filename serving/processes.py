@@ -8,16 +8,40 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            low, high = (int(x) for x in fh.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that is free now and outside the kernel's ephemeral range.
+
+    Asking the kernel for port 0 hands out an *ephemeral* port, which any outgoing connection
+    (an HTTP client, a Spark worker) may take between this call and the server's bind: a CI run
+    failed that way ("Could not bind"). Ports below the ephemeral range are only ever taken by
+    listeners that ask for them by number."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10000, 30000) if not low <= p <= high] or list(range(high + 1, 65536))
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for port in rng.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port found outside the ephemeral range")
 
 
 def _parents() -> dict[int, list[int]]:
