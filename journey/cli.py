@@ -308,7 +308,7 @@ def demo(
     customers: int = typer.Option(6000, "--customers", help="Synthetic customers to generate."),
     workdir: Path = typer.Option(Path("journey-demo"), "--workdir", help="Where data, reports, scores and the MLflow store go."),
     seed: int = typer.Option(7, "--seed", help="Random seed of the synthetic journeys."),
-    days: int = typer.Option(730, "--days", help="Simulated days (two years give the 90-day churn task enough cutoffs)."),
+    days: int = typer.Option(1095, "--days", help="Simulated days: three years, so that the purged 90-day churn task trains on a full year of seasons after the ramp-up year."),
 ) -> None:
     """The main job: generate, train, evaluate, register, promote, score; print where everything is."""
     with friendly():

@@ -40,3 +40,18 @@ def test_class_contributions_equal_the_multiclass_ones_and_survive_pickling():
     again = pickle.loads(pickle.dumps(m))
     assert "_class_boosters" not in again.__dict__
     np.testing.assert_array_equal(again.class_contributions(Xt, 2), full[:, 2, :])
+
+
+def test_stage_missing_from_validation_keeps_the_boosters_probabilities():
+    """A rare stage seen in training but absent from the validation slice (small data) cannot be
+    calibrated there: the model keeps LightGBM's own probabilities instead of failing."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    y = np.array(["a", "b", "c"], dtype=object)[np.argmax(X[:, :3] * 2 + rng.gumbel(size=(3000, 3)), axis=1)]
+    X_val, y_val = X[1500:][y[1500:] != "c"], y[1500:][y[1500:] != "c"]
+    m = fit_task("stage", [f"f{i}" for i in range(6)], X[:1500], y[:1500], X_val, y_val, Settings(n_estimators=40))
+    assert m.calibrator is None and m.calibration_method.startswith("none") and "c" in m.calibration_method
+    assert m.classes == ["a", "b", "c"]
+    Xt = rng.normal(size=(100, 6)).astype(np.float32)
+    np.testing.assert_allclose(m.proba(Xt), m.booster.predict_proba(Xt), rtol=0, atol=1e-12)
+    assert set(m.decide(m.proba(Xt)).tolist()) <= {0, 1, 2}

@@ -23,7 +23,7 @@ class TaskModel:
     task: str
     classes: list  # stage names for "stage", [0, 1] for binary tasks
     booster: lgb.LGBMClassifier
-    calibrator: CalibratedClassifierCV
+    calibrator: CalibratedClassifierCV | None  # None: the booster's own probabilities (see fit_task)
     calibration_method: str
     best_iteration: int
     decision_weights: np.ndarray | None = None  # stage: argmax(p * w) is the predicted stage
@@ -47,9 +47,14 @@ class TaskModel:
         Equals ``self.calibrator.predict_proba(X)`` (a test checks it) without scikit-learn's
         per-call validation overhead: the LightGBM booster's raw margins (what
         ``CalibratedClassifierCV`` reads through ``decision_function``) go straight through the
-        fitted per-class calibrators, then the same normalisation."""
+        fitted per-class calibrators, then the same normalisation. Without a calibrator: the
+        booster's own probabilities."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.calibrator is None:
+            p = self.booster.booster_.predict(X, num_iteration=self._num_iteration(), num_threads=1).reshape(len(X), -1)
+            return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if p.shape[1] == 1 else p
         cc = self.calibrator.calibrated_classifiers_[0]
-        raw = self.booster.booster_.predict(np.asarray(X, dtype=np.float64), raw_score=True, num_iteration=self._num_iteration(), num_threads=1)
+        raw = self.booster.booster_.predict(X, raw_score=True, num_iteration=self._num_iteration(), num_threads=1)
         raw = raw.reshape(len(X), -1)
         n_classes = len(cc.classes)
         proba = np.zeros((len(X), n_classes))
@@ -156,16 +161,22 @@ def fit_task(
         )
     # Stage (multiclass): Platt scaling per class, never an exact 0 probability (isotonic gives
     # zeros, which make log loss infinite). Binary tasks: the configured method (isotonic default).
+    # A class the booster knows but the validation slice lacks (a rare stage on small data) cannot
+    # be calibrated there: the booster's own probabilities are kept (scikit-learn would fail).
     method = settings.calibration if (len(y_val) >= MIN_ISOTONIC_ROWS and task != "stage") else "sigmoid"
-    calibrator = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        calibrator.fit(X_val, y_val)
-    classes = [c.item() if hasattr(c, "item") else c for c in calibrator.classes_]
-    weights = None
+    calibrator: CalibratedClassifierCV | None = None
+    if set(booster.classes_.tolist()) <= set(np.unique(y_val).tolist()):
+        calibrator = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calibrator.fit(X_val, y_val)
+    else:
+        method = "none (the validation slice lacks " + ", ".join(map(str, sorted(set(booster.classes_.tolist()) - set(np.unique(y_val).tolist())))) + ")"
+    classes = [c.item() if hasattr(c, "item") else c for c in booster.classes_]
+    model = TaskModel(task, classes, booster, calibrator, method, int(booster.best_iteration_ or settings.n_estimators))
     if task == "stage":
-        weights = tune_decision_weights(calibrator.predict_proba(X_val), y_val, classes)
-    return TaskModel(task, classes, booster, calibrator, method, int(booster.best_iteration_ or settings.n_estimators), weights)
+        model.decision_weights = tune_decision_weights(model.proba(X_val), y_val, classes)
+    return model
 
 
 def tune_decision_weights(proba: np.ndarray, y: np.ndarray, classes: list) -> np.ndarray:
