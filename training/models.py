@@ -165,13 +165,14 @@ def fit_task(
     # be calibrated there: the booster's own probabilities are kept (scikit-learn would fail).
     method = settings.calibration if (len(y_val) >= MIN_ISOTONIC_ROWS and task != "stage") else "sigmoid"
     calibrator: CalibratedClassifierCV | None = None
-    if set(booster.classes_.tolist()) <= set(np.unique(y_val).tolist()):
+    missing = sorted(set(booster.classes_.tolist()) - set(np.unique(y_val).tolist()))
+    if missing:
+        method = f"none (the validation slice lacks {', '.join(map(str, missing))})"
+    else:
         calibrator = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             calibrator.fit(X_val, y_val)
-    else:
-        method = "none (the validation slice lacks " + ", ".join(map(str, sorted(set(booster.classes_.tolist()) - set(np.unique(y_val).tolist())))) + ")"
     classes = [c.item() if hasattr(c, "item") else c for c in booster.classes_]
     model = TaskModel(task, classes, booster, calibrator, method, int(booster.best_iteration_ or settings.n_estimators))
     if task == "stage":
