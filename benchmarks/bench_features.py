@@ -289,64 +289,49 @@ def phase_features_pandas(args) -> dict:
     }
 
 
-def phase_floor_same_read(args) -> dict:
-    """The pyarrow floor with the feature phase's own read (same columns, same dictionary reads)."""
+def _floor(what: str, read, count, read_key: str = "read_parquet_s") -> dict:
+    """Time ``read()`` then ``count(read())`` (number of customers): one floor phase's result."""
     c0 = cpu_seconds()
     t0 = time.perf_counter()
-    table = read_events_arrow(args.parquet)
+    data = read()
     t1 = time.perf_counter()
-    # row groups carry their own dictionaries: unify them so that Acero can group on the column
-    counts = table.unify_dictionaries().group_by("customer_id").aggregate([("customer_id", "count")])
+    customers = count(data)
     t2 = time.perf_counter()
     return {
         "cpu_s": cpu_seconds() - c0,
-        "what": "read_events_arrow (as the features phase) + unify_dictionaries + Table.group_by(customer_id).count",
-        "read_parquet_s": t1 - t0,
+        "what": what,
+        read_key: t1 - t0,
         "group_by_count_s": t2 - t1,
         "total_s": t2 - t0,
-        "customers": counts.num_rows,
+        "customers": int(customers),
         "peak_rss_bytes": peak_rss_bytes(),
     }
+
+
+def _arrow_count(table) -> int:
+    return table.group_by("customer_id").aggregate([("customer_id", "count")]).num_rows
+
+
+def phase_floor_same_read(args) -> dict:
+    """The pyarrow floor with the feature phase's own read (same columns, same dictionary reads)."""
+    # row groups carry their own dictionaries: unify them so that Acero can group on the column
+    return _floor("read_events_arrow (as the features phase) + unify_dictionaries + Table.group_by(customer_id).count",
+                  lambda: read_events_arrow(args.parquet), lambda t: _arrow_count(t.unify_dictionaries()))
 
 
 def phase_floor(args) -> dict:
     import pyarrow.parquet as pq
 
-    c0 = cpu_seconds()
-    t0 = time.perf_counter()
-    table = pq.read_table(args.parquet)
-    t1 = time.perf_counter()
-    counts = table.group_by("customer_id").aggregate([("customer_id", "count")])
-    t2 = time.perf_counter()
-    return {
-        "cpu_s": cpu_seconds() - c0,
-        "what": "pyarrow.parquet.read_table + Table.group_by(customer_id).count",
-        "read_parquet_s": t1 - t0,
-        "group_by_count_s": t2 - t1,
-        "total_s": t2 - t0,
-        "customers": counts.num_rows,
-        "peak_rss_bytes": peak_rss_bytes(),
-    }
+    return _floor("pyarrow.parquet.read_table + Table.group_by(customer_id).count",
+                  lambda: pq.read_table(args.parquet), _arrow_count)
 
 
 def phase_floor_pandas(args) -> dict:
     import pyarrow.parquet as pq
 
-    c0 = cpu_seconds()
-    t0 = time.perf_counter()
-    df = pq.read_table(args.parquet).to_pandas()
-    t1 = time.perf_counter()
-    counts = df.groupby("customer_id", sort=False).size()
-    t2 = time.perf_counter()
-    return {
-        "cpu_s": cpu_seconds() - c0,
-        "what": "read Parquet to pandas + DataFrame.groupby(customer_id).size()",
-        "read_parquet_to_pandas_s": t1 - t0,
-        "group_by_count_s": t2 - t1,
-        "total_s": t2 - t0,
-        "customers": int(len(counts)),
-        "peak_rss_bytes": peak_rss_bytes(),
-    }
+    return _floor("read Parquet to pandas + DataFrame.groupby(customer_id).size()",
+                  lambda: pq.read_table(args.parquet).to_pandas(), lambda df: len(df.groupby("customer_id", sort=False).size()),
+                  read_key="read_parquet_to_pandas_s")
 
 
 def phase_single(args) -> dict:
