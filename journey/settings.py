@@ -77,7 +77,18 @@ class Settings(BaseModel):
     )
 
     # models
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["isotonic", "sigmoid"] = Field(
+        "sigmoid",
+        description="binary tasks: Platt scaling (sigmoid, monotone: never changes the ranking) or isotonic "
+        "regression (steps: ties customers, can cost ROC-AUC and lift); multiclass always uses sigmoid",
+    )
+    booster_weights: list[float] = Field(
+        [1.0, 0.75, 0.5, 0.25],
+        min_length=1,
+        description="binary tasks: candidate weights of the LightGBM margin in a blend with a logistic regression "
+        "on the same features (margin = w * LightGBM + (1 - w) * linear); the weight with the best validation "
+        "ROC-AUC is kept, ties go to the larger w; [1.0] = LightGBM alone",
+    )
     n_estimators: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(15, ge=2)
@@ -95,6 +106,13 @@ class Settings(BaseModel):
     def _none_word(cls, v: Any) -> Any:
         if isinstance(v, str) and v.strip().lower() == "none":
             return None
+        return v
+
+    @field_validator("booster_weights")
+    @classmethod
+    def _weights_in_unit_interval(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < w <= 1.0 for w in v):
+            raise ValueError(f"every booster weight must lie in (0, 1] (LightGBM always takes part), got {v}")
         return v
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Settings":

@@ -9,13 +9,93 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from features.build import CATEGORICAL_PREFIXES
 from journey.settings import Settings
 
 MIN_ISOTONIC_ROWS = 2000  # below this, Platt (sigmoid) scaling is steadier than isotonic
+LINEAR_MAX_ROWS = 10_000  # the logistic regression learns from at most this many training rows
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, seed: int) -> Pipeline:
+    """Median imputation -> standardisation -> L2 logistic regression (scikit-learn), on at most
+    ``LINEAR_MAX_ROWS`` rows: the SPEC 6 baseline, and the linear part of a binary blend."""
+    if len(y) > LINEAR_MAX_ROWS:
+        idx = np.random.default_rng(seed).choice(len(y), LINEAR_MAX_ROWS, replace=False)
+        X, y = X[idx], y[idx]
+    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LogisticRegression(max_iter=60, tol=1e-3, C=0.5))
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    return model
+
+
+@dataclass(frozen=True)
+class LinearMargin:
+    """A fitted binary :func:`fit_logistic` pipeline as plain arrays: the margin is
+    ``((x with NaN -> median) - mean) / scale @ coef + intercept`` (a test compares it with the
+    pipeline's ``decision_function``). Per-feature contributions ``z_j * coef_j`` plus the
+    intercept add up to the margin: the exact SHAP values of a linear model on standardised
+    features (zero mean on the training rows)."""
+
+    fill: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def from_pipeline(cls, pipe: Pipeline) -> LinearMargin:
+        imputer, scaler, lr = pipe.steps[0][1], pipe.steps[1][1], pipe.steps[2][1]
+        fill = np.nan_to_num(np.asarray(imputer.statistics_, dtype=np.float64))
+        return cls(fill, scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64), lr.coef_[0].astype(np.float64), float(lr.intercept_[0]))
+
+    def standardised(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return (np.where(np.isnan(X), self.fill, X) - self.mean) / self.scale
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        # a row-wise sum, not a matrix product: BLAS blocking would make a customer's margin
+        # depend (in the last bit) on how many rows are scored with it
+        return (self.standardised(X) * self.coef).sum(axis=1) + self.intercept
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        z = self.standardised(X) * self.coef
+        return np.column_stack([z, np.full(len(z), self.intercept)])
+
+
+class BlendedMargin(ClassifierMixin, BaseEstimator):
+    """A fitted binary LightGBM classifier blended with a :class:`LinearMargin`:
+    ``decision_function = w * LightGBM raw margin + (1 - w) * linear margin``. Only what
+    ``CalibratedClassifierCV(FrozenEstimator(...))`` needs (fit, predict, decision_function)."""
+
+    def __init__(self, booster: lgb.LGBMClassifier, linear: LinearMargin, weight: float):
+        self.booster = booster
+        self.linear = linear
+        self.weight = weight
+        self.classes_ = booster.classes_
+
+    def fit(self, X, y):  # already fitted; FrozenEstimator never calls it
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.weight * self.booster.predict(X, raw_score=True) + (1.0 - self.weight) * self.linear.margin(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
 
 
 @dataclass
@@ -27,6 +107,9 @@ class TaskModel:
     calibration_method: str
     best_iteration: int
     decision_weights: np.ndarray | None = None  # stage: argmax(p * w) is the predicted stage
+    linear: LinearMargin | None = None  # binary tasks: the linear part of the blend (None: LightGBM alone)
+    booster_weight: float = 1.0  # margin = w * LightGBM + (1 - w) * linear
+    blend_validation: dict | None = None  # candidate booster weight -> validation ROC-AUC of the blended margin
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Predicted class index per row (stage: weights tuned on validation for macro-F1)."""
@@ -50,12 +133,13 @@ class TaskModel:
         fitted per-class calibrators, then the same normalisation. Without a calibrator: the
         booster's own probabilities."""
         X = np.asarray(X, dtype=np.float64)
-        if self.calibrator is None:
+        if self.calibrator is None and self.linear is None:
             p = self.booster.booster_.predict(X, num_iteration=self._num_iteration(), num_threads=1).reshape(len(X), -1)
             return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if p.shape[1] == 1 else p
+        raw = self.margin(X)
+        if self.calibrator is None:
+            return np.column_stack([expit(-raw[:, 0]), expit(raw[:, 0])])
         cc = self.calibrator.calibrated_classifiers_[0]
-        raw = self.booster.booster_.predict(X, raw_score=True, num_iteration=self._num_iteration(), num_threads=1)
-        raw = raw.reshape(len(X), -1)
         n_classes = len(cc.classes)
         proba = np.zeros((len(X), n_classes))
         for j, (col, cal) in enumerate(zip(raw.T, cc.calibrators)):
@@ -68,13 +152,29 @@ class TaskModel:
         proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
         return proba
 
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """The raw margin the calibrator reads, (n, n_classes or 1): LightGBM's raw score, blended
+        with the linear margin for a binary task with ``booster_weight < 1``."""
+        X = np.asarray(X, dtype=np.float64)
+        raw = self.booster.booster_.predict(X, raw_score=True, num_iteration=self._num_iteration(), num_threads=1)
+        raw = raw.reshape(len(X), -1)
+        if self.linear is not None:
+            raw = self.booster_weight * raw + (1.0 - self.booster_weight) * self.linear.margin(X)[:, None]
+        return raw
+
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """LightGBM's own SHAP-style contributions (raw score scale): (n, n_classes or 1, n_features + 1)."""
-        c = self.booster.booster_.predict(np.asarray(X, dtype=np.float64), pred_contrib=True, num_iteration=self._num_iteration(), num_threads=1)
+        """Per-feature contributions to :meth:`margin` (raw score scale), (n, n_classes or 1,
+        n_features + 1), last column the bias; they add up to the margin. LightGBM's own SHAP
+        values (pred_contrib), blended with the linear model's exact ones for a blended task."""
+        X = np.asarray(X, dtype=np.float64)
+        c = self.booster.booster_.predict(X, pred_contrib=True, num_iteration=self._num_iteration(), num_threads=1)
         if isinstance(c, list):  # some versions return one matrix per class
             c = np.stack(c, axis=1)
         p = X.shape[1] + 1
-        return c.reshape(X.shape[0], -1, p)
+        c = c.reshape(X.shape[0], -1, p)
+        if self.linear is not None:
+            c = self.booster_weight * c + (1.0 - self.booster_weight) * self.linear.contributions(X)[:, None, :]
+        return c
 
     def class_contributions(self, X: np.ndarray, k: int) -> np.ndarray:
         """``contributions(X)[:, k, :]`` at a sixth of the cost for a 6-class model: LightGBM's
@@ -135,7 +235,11 @@ def fit_task(
     X_val: np.ndarray,
     y_val: np.ndarray,
     settings: Settings,
+    linear: Pipeline | None = None,
 ) -> TaskModel:
+    """LightGBM with early stopping on the validation slice; for a binary task, the blend weight
+    with a logistic regression (``linear``, fitted here when not given) chosen on that slice; then
+    calibration of the resulting margin on that slice."""
     params = dict(
         n_estimators=settings.n_estimators,
         learning_rate=settings.learning_rate,
@@ -160,24 +264,47 @@ def fit_task(
             callbacks=[lgb.early_stopping(30, verbose=False)],
         )
     # Stage (multiclass): Platt scaling per class, never an exact 0 probability (isotonic gives
-    # zeros, which make log loss infinite). Binary tasks: the configured method (isotonic default).
+    # zeros, which make log loss infinite). Binary tasks: the configured method (default sigmoid, see Settings).
     # A class the booster knows but the validation slice lacks (a rare stage on small data) cannot
     # be calibrated there: the booster's own probabilities are kept (scikit-learn would fail).
     method = settings.calibration if (len(y_val) >= MIN_ISOTONIC_ROWS and task != "stage") else "sigmoid"
     calibrator: CalibratedClassifierCV | None = None
     missing = sorted(set(booster.classes_.tolist()) - set(np.unique(y_val).tolist()))
+    weight, margin_of, scores = 1.0, None, None
+    if task != "stage" and not missing and settings.booster_weights != [1.0]:
+        margin_of = LinearMargin.from_pipeline(linear if linear is not None else fit_logistic(X_train, y_train, settings.seed))
+        weight, scores = choose_booster_weight(booster, margin_of, X_val, y_val, settings.booster_weights)
+    estimator = booster if weight == 1.0 else BlendedMargin(booster, margin_of, weight)
     if missing:
         method = f"none (the validation slice lacks {', '.join(map(str, missing))})"
     else:
-        calibrator = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
+        calibrator = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             calibrator.fit(X_val, y_val)
     classes = [c.item() if hasattr(c, "item") else c for c in booster.classes_]
-    model = TaskModel(task, classes, booster, calibrator, method, int(booster.best_iteration_ or settings.n_estimators))
+    model = TaskModel(
+        task, classes, booster, calibrator, method, int(booster.best_iteration_ or settings.n_estimators),
+        linear=margin_of if weight < 1.0 else None, booster_weight=weight, blend_validation=scores,
+    )
     if task == "stage":
         model.decision_weights = tune_decision_weights(model.proba(X_val), y_val, classes)
     return model
+
+
+def choose_booster_weight(
+    booster: lgb.LGBMClassifier, linear: LinearMargin, X_val: np.ndarray, y_val: np.ndarray, candidates: list[float]
+) -> tuple[float, dict[str, float]]:
+    """The candidate weight w whose margin ``w * LightGBM + (1 - w) * linear`` ranks the
+    validation slice best (ROC-AUC); ties (to 1e-6) go to the larger w, i.e. towards LightGBM.
+
+    Trees cannot extrapolate: when the test customers lie beyond the training range (CDNOW: test
+    customers are older than any training customer), the linear part keeps ranking them."""
+    raw = booster.predict(X_val, raw_score=True)
+    lin = linear.margin(X_val)
+    scores = {f"{w:g}": float(roc_auc_score(y_val, w * raw + (1.0 - w) * lin)) for w in candidates}
+    best = max(candidates, key=lambda w: (round(scores[f"{w:g}"], 6), w))
+    return float(best), scores
 
 
 def tune_decision_weights(proba: np.ndarray, y: np.ndarray, classes: list) -> np.ndarray:

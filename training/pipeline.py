@@ -7,28 +7,19 @@ test-set data the plots need. The CLI writes files and logs to MLflow.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from features.encode import EncodedEvents, encode, from_us
 from features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
 from journey.settings import TASKS, Settings
 from journey.taxonomy import Taxonomy
 from training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
-from training.models import fit_task
+from training.models import fit_logistic, fit_task
 from training.predictor import BINARY_TASKS, JourneyPredictor
-
-LR_MAX_ROWS = 10_000
-
 
 @dataclass
 class TaskEval:
@@ -85,17 +76,6 @@ def baseline_scores(task: str, names: list[str], X: np.ndarray, settings: Settin
     return {"recency": -f("days_since_last_event", 1e6), "past_conversion": f("conversions_all", 0)}
 
 
-def _logistic(X_tr: np.ndarray, y_tr: np.ndarray, seed: int):
-    if len(y_tr) > LR_MAX_ROWS:
-        idx = np.random.default_rng(seed).choice(len(y_tr), LR_MAX_ROWS, replace=False)
-        X_tr, y_tr = X_tr[idx], y_tr[idx]
-    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LogisticRegression(max_iter=60, tol=1e-3, C=0.5))
-    with warnings.catch_warnings(), threadpool_limits(1):
-        warnings.simplefilter("ignore")
-        model.fit(X_tr, y_tr)
-    return model
-
-
 def train_and_evaluate(
     events: pd.DataFrame,
     taxonomy: Taxonomy,
@@ -143,11 +123,11 @@ def train_and_evaluate(
         y_tr, y_va, y_te = y_all[tr], y_all[va], y_all[te]
         if task != "stage":
             y_tr, y_va, y_te = (a.astype(int) for a in (y_tr, y_va, y_te))
-        model = fit_task(task, names, snaps.X[tr], y_tr, snaps.X[va], y_va, settings)
+        lr = fit_logistic(snaps.X[tr], y_tr, settings.seed)  # the baseline, and the linear part of a binary blend
+        model = fit_task(task, names, snaps.X[tr], y_tr, snaps.X[va], y_va, settings, linear=lr)
         models[task] = model
         X_te = snaps.X[te]
         proba = model.proba(X_te)
-        lr = _logistic(snaps.X[tr], y_tr, settings.seed)
         lr_proba = lr.predict_proba(X_te)
         cust = snaps.customer_ids[te]
         B, seed = settings.bootstrap_rounds, settings.seed
@@ -191,6 +171,7 @@ def train_and_evaluate(
                 | {"logistic_regression": binary_metrics(y_te, lr_proba[:, 1])},
                 "calibration": model.calibration_method,
                 "best_iteration": model.best_iteration,
+                "blend": {"booster_weight": model.booster_weight, "validation_roc_auc": model.blend_validation},
             }
             first = next(iter(base))
             rm, rb = RankedScores(y_te, p), RankedScores(y_te, base[first])
