@@ -445,6 +445,9 @@ def spark():
 def test_spark_equals_local_parquet(spark, batch_model, events_parquet, tmp_path, reasons):
     from serving.spark import score_spark
 
+    # both kinds of binary model go through both engines: LightGBM alone and blended with the linear model
+    assert {m.linear is None for t, m in batch_model.predictor.models.items() if t != "stage"} == {True, False}
+
     loc, spk = tmp_path / "local.parquet", tmp_path / "spark.parquet"
     c_local = score_file(events_parquet, loc, predictor=batch_model.predictor, reasons=reasons, partitions=8)
     c_spark = score_file(events_parquet, spk, predictor=batch_model.predictor, reasons=reasons, partitions=8, engine="spark")

@@ -207,7 +207,9 @@ def test_predict_shape_order_and_ranges(client, events, chosen, predictor):
 
 
 def test_parity_with_python_scoring(client, events, chosen, predictor):
-    """The same history gets the same answer over HTTP and in Python (probabilities to 1e-9)."""
+    """The same history gets the same answer over HTTP and in Python (probabilities to 1e-9), for
+    LightGBM-alone and blended binary models alike."""
+    assert {m.linear is None for t, m in predictor.models.items() if t != "stage"} == {True, False}
     r = client.post("/predict", json={"customers": payload_of(events, chosen["ids"]), "as_of": AS_OF})
     assert r.status_code == 200, r.text
     expected = python_records(predictor, events, chosen["ids"], AS_OF)

@@ -1,4 +1,5 @@
-"""One LightGBM model per task, calibrated on a temporally later validation slice (scikit-learn)."""
+"""One LightGBM model per task (binary tasks: blended with a logistic regression, weight chosen on
+validation), calibrated on a temporally later validation slice (scikit-learn)."""
 
 from __future__ import annotations
 
