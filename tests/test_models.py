@@ -90,6 +90,8 @@ def test_blend_weight_is_chosen_on_validation_and_the_fast_path_matches_sklearn(
     np.testing.assert_allclose(m.contributions(X_te).sum(axis=2), m.margin(X_te), atol=1e-6)
     pipe = fit_logistic(X_tr, y_tr, 0)
     np.testing.assert_allclose(LinearMargin.from_pipeline(pipe).margin(X_te), pipe.decision_function(X_te.astype(np.float64)), atol=1e-6)
+    big = np.tile(X_te, (12, 1))  # more rows than one block of the linear margin: blocks join exactly
+    np.testing.assert_array_equal(m.linear.margin(big), np.tile(m.linear.margin(X_te), 12))
     # and the blend ranks the shifted test rows better than LightGBM alone
     alone = fit_task("churn", names, X_tr, y_tr, X_va, y_va, Settings(n_estimators=60, booster_weights=[1.0]))
     assert alone.linear is None and alone.booster_weight == 1.0 and alone.blend_validation is None
