@@ -44,7 +44,15 @@ def _cycle(events_file, tmp_path, name):
     for key in ("dataset", "settings", "tasks"):
         assert key in report
     assert report["tasks"]["stage"]["model"]["macro_f1"] > 0
-    assert (tmp_path / "r1" / "report.html").read_text().count("data:image/png;base64,") >= 4
+    page = (tmp_path / "r1" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4
+    for task in ("churn", "advocacy", "conversion"):  # every binary task says what model it is
+        res = report["tasks"][task]
+        if "skipped" not in res:
+            w = res["blend"]["booster_weight"]
+            assert w in FAST.get("booster_weights", [1.0, 0.75, 0.5, 0.25])
+            assert res["blend"]["validation_roc_auc"][f"{w:g}"] >= max(res["blend"]["validation_roc_auc"].values()) - 1e-6
+            assert ("LightGBM (" if w == 1 else f"LightGBM x{w:g} + logistic regression x{1 - w:g}") in page
     d = tracking.promote(name)
     assert d["promoted"] and d["reason"] == "no champion yet"
     predictor = tracking.load_predictor(f"models:/{name}@champion")

@@ -96,17 +96,27 @@ def make_plots(outcome) -> dict[str, bytes]:
     return plots
 
 
+def model_description(res: dict) -> str:
+    """'LightGBM (400 trees), sigmoid calibration' or, for a blend, 'LightGBM x0.75 + logistic regression x0.25 ...'."""
+    w = (res.get("blend") or {}).get("booster_weight", 1.0)
+    what = "LightGBM" if w == 1.0 else f"LightGBM x{w:g} + logistic regression x{1 - w:g}"
+    return f"{what} ({res.get('best_iteration', '?')} trees), {res.get('calibration', '?')} calibration"
+
+
 def render_html(report: dict, plots: dict[str, bytes]) -> str:
     rows = []
     for task, res in report["tasks"].items():
         if "skipped" in res:
-            rows.append(f"<tr><td>{task}</td><td colspan=4>skipped: {html.escape(res['skipped'])}</td></tr>")
+            rows.append(f"<tr><td>{task}</td><td colspan=5>skipped: {html.escape(res['skipped'])}</td></tr>")
             continue
         metric = "macro_f1" if task == "stage" else "roc_auc"
         ci = res.get("ci95", {}).get(f"model.{metric}")
         ci_txt = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         base = "<br>".join(f"{b}: {m.get(metric, float('nan')):.3f}" for b, m in res["baselines"].items())
-        rows.append(f"<tr><td>{task}</td><td>{res['n_test']}</td><td>{metric}</td><td>{res['model'][metric]:.3f}{ci_txt}</td><td>{base}</td></tr>")
+        rows.append(
+            f"<tr><td>{task}</td><td>{res['n_test']}</td><td>{html.escape(model_description(res))}</td><td>{metric}</td>"
+            f"<td>{res['model'][metric]:.3f}{ci_txt}</td><td>{base}</td></tr>"
+        )
     imgs = "".join(
         f"<figure><img alt='{k}' src='data:image/png;base64,{base64.b64encode(v).decode()}'><figcaption>{k}</figcaption></figure>"
         for k, v in plots.items()
@@ -119,7 +129,7 @@ figure{{display:inline-block;margin:8px}}pre{{background:#f6f6f6;padding:1em;ove
 <p>Data: {ds['events']:,} events, {ds['customers']:,} customers, {ds['start']} .. {ds['end']} (fingerprint {ds['fingerprint']}).
 Taxonomy: {html.escape(report['settings']['taxonomy'])}; horizons (days): {html.escape(json.dumps(report['settings']['horizons_days']))}.</p>
 <h2>Test metrics (model vs baselines, 95% bootstrap interval over customers)</h2>
-<table><tr><th>task</th><th>n test</th><th>metric</th><th>model</th><th>baselines</th></tr>{''.join(rows)}</table>
+<table><tr><th>task</th><th>n test</th><th>model</th><th>metric</th><th>value</th><th>baselines</th></tr>{''.join(rows)}</table>
 <h2>Plots</h2>{imgs}
 <h2>Full report.json</h2><pre>{html.escape(json.dumps(report, indent=2, default=str))}</pre></body></html>"""
 
