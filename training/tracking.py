@@ -86,7 +86,7 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
             sig = infer_signature(example, out, params={"as_of": ""})
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=JourneyModel(),
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # models from code
                 artifacts={"predictor": str(path)},
                 signature=sig,
                 input_example=example,
