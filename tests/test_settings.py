@@ -98,6 +98,9 @@ def test_with_overrides_and_loggable():
         ({"eligibility_days": "never"}, "eligibility_days"),
         ({"lookbak_days": 30}, "lookbak_days"),
         ({"last_k": 100}, "last_k"),
+        ({"booster_weights": [1.0, 0.0]}, "booster_weights"),
+        ({"booster_weights": []}, "booster_weights"),
+        ({"calibration": "beta"}, "calibration"),
     ],
 )
 def test_bad_value_names_the_setting(layer, name):
@@ -169,3 +172,9 @@ def test_read_config_file_bad_toml(tmp_path):
     with pytest.raises(ConfigError, match=re.escape(f"{path}: not valid TOML: ")) as exc:
         read_config_file(path)
     assert exc.value.hint == "fix the TOML syntax."
+
+
+def test_booster_weight_error_says_what_is_allowed():
+    with pytest.raises(ConfigError, match=re.escape("setting 'booster_weights': ")) as exc:
+        build_settings({"booster_weights": [0.5, 1.5]})
+    assert "(0, 1]" in exc.value.message and "1.5" in exc.value.message
