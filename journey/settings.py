@@ -112,7 +112,7 @@ class Settings(BaseModel):
     @classmethod
     def _weights_in_unit_interval(cls, v: list[float]) -> list[float]:
         if any(not 0.0 < w <= 1.0 for w in v):
-            raise ValueError(f"every booster weight must lie in (0, 1] (LightGBM always takes part), got {v}")
+            raise ValueError("every booster weight must lie in (0, 1] (LightGBM always takes part)")
         return v
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Settings":
