@@ -21,6 +21,7 @@ from training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f
 from training.models import fit_logistic, fit_task
 from training.predictor import BINARY_TASKS, JourneyPredictor
 
+
 @dataclass
 class TaskEval:
     """Test-set arrays for one task (for plots and the promotion gate)."""
