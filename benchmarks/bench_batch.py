@@ -7,7 +7,7 @@ process tree (the scoring process, its worker processes, Spark's JVM and Python 
 * ``model``: a model trained with the product's default settings (400 trees at most, early
   stopping; bootstrap off) on ``--train-customers`` synthetic customers, registered and promoted in
   a private MLflow store; scoring loads it by URI like ``journey score`` does.
-* ``generate``: ``journey.generate.generate_events(--customers)`` written to Parquet, plus a random
+* ``generate``: ``journey_stage.synthetic.generate.generate_events(--customers)`` written to Parquet, plus a random
   subset of customers (``crc32(id)`` buckets) for the reasons and the Spark fallback runs.
 * ``floor``: the least any batch scorer must do, measured in the same run: read the Parquet input
   and write one row per customer (pyarrow: read + ``group_by(customer_id)`` + write Parquet; and the
@@ -62,13 +62,13 @@ def _self_rss() -> dict:
 
 
 def phase_model(a) -> dict:
-    from journey.events import canonical_events
-    from journey.generate import generate_events
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
-    from training import tracking
-    from training.pipeline import train_and_evaluate
-    from training.report import write_report
+    from journey_stage.core.events import canonical_events
+    from journey_stage.synthetic.generate import generate_events
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
+    from journey_stage.training import tracking
+    from journey_stage.training.pipeline import train_and_evaluate
+    from journey_stage.training.report import write_report
 
     t0 = time.perf_counter()
     tax = load_taxonomy("five_stage")
@@ -97,8 +97,8 @@ def phase_generate(a) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from journey.generate import generate_events
-    from journey.io import write_table
+    from journey_stage.synthetic.generate import generate_events
+    from journey_stage.core.io import write_table
 
     wd = Path(a.workdir)
     t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def phase_floor(a) -> dict:
 
 
 def phase_score(a) -> dict:
-    from serving.batch import score_file
+    from journey_stage.serving.batch import score_file
 
     wd = Path(a.workdir)
     out = wd / f"scores-{a.tag}.parquet"

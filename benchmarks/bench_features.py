@@ -1,6 +1,6 @@
 """Benchmark of the point-in-time feature engine (SPEC section 5).
 
-1. Batch: all customers' features at one cutoff. Events are generated (``journey.generate`` when
+1. Batch: all customers' features at one cutoff. Events are generated (``journey_stage.synthetic.generate`` when
    it works, else a simple numpy generator of canonical events defined below), written to Parquet,
    in canonical order (``--order generator`` keeps the generator's row order, whose same-time
    events are not in event_type order, which makes ``encode`` re-sort the whole frame), and then,
@@ -75,7 +75,7 @@ def numpy_events(customers: int, seed: int):
     import numpy as np
     import pandas as pd
 
-    from journey.taxonomy import load_taxonomy
+    from journey_stage.core.taxonomy import load_taxonomy
 
     tax = load_taxonomy("five_stage")
     types = np.array(tax.event_types, dtype=object)
@@ -119,14 +119,14 @@ def phase_generate(args) -> dict:
     df = None
     if args.generator in ("auto", "journey"):
         try:
-            from journey.generate import generate_events
+            from journey_stage.synthetic.generate import generate_events
 
             df = generate_events(args.customers, args.seed)
-            generator = "journey.generate.generate_events"
+            generator = "journey_stage.synthetic.generate.generate_events"
         except Exception as exc:  # another engineer's module may still be in progress
             if args.generator == "journey":
                 raise
-            note = f"journey.generate failed: {type(exc).__name__}: {exc}"
+            note = f"journey_stage.synthetic.generate failed: {type(exc).__name__}: {exc}"
             df = None
     if df is None:
         df = numpy_events(args.customers, args.seed)
@@ -135,7 +135,7 @@ def phase_generate(args) -> dict:
     unsorted_ties = _unsorted_ties(df)
     t_sort = time.perf_counter()
     if args.order == "canonical":  # a canonical events file: (customer_id, timestamp, event_type) order
-        from journey.events import sort_events
+        from journey_stage.core.events import sort_events
 
         df = sort_events(df)
     sort_s = time.perf_counter() - t_sort
@@ -194,7 +194,7 @@ def _unsorted_ties(df) -> int:
 def pd_concat_sorted(a, b):
     import pandas as pd
 
-    from journey.events import sort_events
+    from journey_stage.core.events import sort_events
 
     return sort_events(pd.concat([a, b], ignore_index=True))
 
@@ -219,10 +219,10 @@ def phase_features(args) -> dict:
     """Read Parquet straight to Arrow, ``encode`` the Table, drop it, ``build_features``."""
     import numpy as np
 
-    from features.build import THREADS, build_features, eligible
-    from features.encode import encode, to_us
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
+    from journey_stage.features.build import THREADS, build_features, eligible
+    from journey_stage.features.encode import encode, to_us
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
 
     tax, settings = load_taxonomy("five_stage"), Settings()
     base_rss = current_rss_bytes()
@@ -262,10 +262,10 @@ def phase_features_pandas(args) -> dict:
     """For comparison: the pandas route (read every column to pandas, ``encode(DataFrame)``)."""
     import pyarrow.parquet as pq
 
-    from features.build import build_features
-    from features.encode import encode, to_us
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
+    from journey_stage.features.build import build_features
+    from journey_stage.features.encode import encode, to_us
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
 
     tax, settings = load_taxonomy("five_stage"), Settings()
     c0 = cpu_seconds()
@@ -338,11 +338,11 @@ def phase_single(args) -> dict:
     import numpy as np
     import pandas as pd
 
-    from features.build import build_features
-    from features.encode import encode, to_us
-    from journey.events import canonical_events
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
+    from journey_stage.features.build import build_features
+    from journey_stage.features.encode import encode, to_us
+    from journey_stage.core.events import canonical_events
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
 
     tax, settings = load_taxonomy("five_stage"), Settings()
     one = pd.read_parquet(args.single_parquet)
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--single-calls", type=int, default=1000)
     ap.add_argument("--order", choices=["canonical", "generator"], default="canonical",
                     help="row order of the Parquet file: canonical (customer_id, timestamp, event_type), as "
-                         "journey.events.sort_events writes it, or the generator's own order")
+                         "journey_stage.core.events.sort_events writes it, or the generator's own order")
     ap.add_argument("--out", default=str(RESULTS / "features.json"))
     ap.add_argument("--workdir", default=None, help="where the Parquet file goes (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated Parquet files")
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
             "customers": feat["customers_out"],
             "measured": "read Parquet straight to Arrow (the 5 columns features use; customer_id, event_type, "
                         "channel dictionary-encoded by the reader) + features.encode.encode(Table) + "
-                        "features.build.build_features (customer blocks on 2 threads)",
+                        "journey_stage.features.build.build_features (customer blocks on 2 threads)",
             "wall_s": feat["total_s"],
             "phases_s": {k: feat[k] for k in ("read_parquet_to_arrow_s", "encode_s", "build_features_s")},
             "events_per_second": eps,

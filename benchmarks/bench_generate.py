@@ -1,4 +1,4 @@
-"""Benchmark of the synthetic journey generator (journey/generate.py).
+"""Benchmark of the synthetic journey generator (synthetic/generate.py).
 
 Measures, in one process, the wall time and peak memory (ru_maxrss) of generating the events of
 N customers (default 1,000,000, ~20 million events) and writing them to Parquet with pyarrow in a
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from journey.generate import CHANNELS, EVENT_TYPES, STAGES, generate_events  # noqa: E402
+from journey_stage.synthetic.generate import CHANNELS, EVENT_TYPES, STAGES, generate_events  # noqa: E402
 
 TARGETS = {"seconds": 180.0, "peak_rss_mb": 6144.0, "events_per_customer": [15.0, 30.0]}
 

@@ -43,7 +43,7 @@ OTHER = {"stage": ("accuracy", "log_loss"), "binary": ("pr_auc", "brier", "ece",
 
 def journey_exe() -> list[str]:
     exe = shutil.which("journey", path=str(Path(sys.executable).parent)) or shutil.which("journey")
-    return [exe] if exe else [sys.executable, "-m", "journey.cli"]
+    return [exe] if exe else [sys.executable, "-m", "journey_stage.cli"]
 
 
 def run(cmd: str, cwd: Path, env: dict) -> dict:

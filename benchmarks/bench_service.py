@@ -6,7 +6,7 @@
 2. In-process reference, measured while the server is idle: the same payloads through the API
    method's body in Python (``predict`` = ``serving.service.score_request``: validation,
    features, models, reasons, next best action) and the scoring part alone on canonical events
-   (``score`` = ``serving.scoring.score_records``); then the same requests over HTTP one at a time
+   (``score`` = ``journey_stage.model.scoring.score_records``); then the same requests over HTTP one at a time
    (``http_sequential``): the ratio of HTTP to ``predict`` is the HTTP overhead without queueing.
 3. Open-loop load with an aiohttp asyncio client: single-customer requests with 200-event histories
    due at ``--rate`` requests/s for ``--seconds`` (a fixed schedule, whatever the answers; at most
@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving.processes import free_port, stop_process_group, tree_rss_bytes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-process helpers live with the tests
+from processes import free_port, stop_process_group, tree_rss_bytes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -61,7 +62,7 @@ def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: 
     env |= {"JOURNEY_HOME": str(home), "JOURNEY_WORKERS": str(workers), "BENTOML_HOME": str(workdir / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     log = open(workdir / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "journey.cli", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "journey_stage.cli", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -88,7 +89,7 @@ def ensure_model(home: Path | None, workdir: Path) -> Path:
     demo = workdir / "demo"
     print(f"no --journey-home: building a model with `journey demo --customers 1500` in {demo} ...", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "MLFLOW_TRACKING_URI"))} | {"JOURNEY_HOME": str(demo / "mlflow")}
-    subprocess.run([sys.executable, "-m", "journey.cli", "demo", "--customers", "1500", "--workdir", str(demo)], cwd=workdir, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "journey_stage.cli", "demo", "--customers", "1500", "--workdir", str(demo)], cwd=workdir, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return demo / "mlflow"
 
@@ -100,7 +101,7 @@ def make_payloads(n: int, events_per_request: int, seed: int = 0) -> tuple[list[
     journeys (the longest real histories, topped up with other customers' touchpoints)."""
     import pandas as pd
 
-    from journey.generate import generate_events
+    from journey_stage.synthetic.generate import generate_events
 
     df = generate_events(3000, seed=seed + 101).drop(columns=["true_stage"], errors="ignore")
     as_of = df["timestamp"].max()
@@ -133,12 +134,12 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
 
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from journey.events import canonical_records
-    from serving.playbook import load_playbook
-    from serving.schemas import PredictRequest
-    from serving.scoring import score_records
-    from serving.service import score_request
-    from training.tracking import load_predictor
+    from journey_stage.core.events import canonical_records
+    from journey_stage.model.playbook import load_playbook
+    from journey_stage.serving.schemas import PredictRequest
+    from journey_stage.model.scoring import score_records
+    from journey_stage.serving.service import score_request
+    from journey_stage.model.registry import load_predictor
 
     predictor = load_predictor(model)
     playbook = load_playbook()

@@ -26,12 +26,12 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     args = ap.parse_args()
 
-    from journey.generate import generate_events
-    from journey.io import read_events, write_table
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
-    from training.pipeline import train_and_evaluate
-    from training.report import write_report
+    from journey_stage.synthetic.generate import generate_events
+    from journey_stage.core.io import read_events, write_table
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
+    from journey_stage.training.pipeline import train_and_evaluate
+    from journey_stage.training.report import write_report
 
     tax = load_taxonomy("five_stage")
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +47,7 @@ def main() -> None:
         marks: dict[str, float] = {}
 
         def progress(stage: str, i: int, n: int) -> None:
-            from journey.settings import TASKS
+            from journey_stage.core.settings import TASKS
 
             if stage == "snapshots" and i == n:
                 marks["snapshots"] = time.perf_counter() - t1

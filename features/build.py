@@ -21,9 +21,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from features.encode import CHANNELS, US_PER_DAY, EncodedEvents
-from journey.settings import Settings
-from journey.taxonomy import LAPSED_INDEX, ROLE_INDEX, ROLES
+from journey_stage.features.encode import CHANNELS, US_PER_DAY, EncodedEvents
+from journey_stage.core.settings import Settings
+from journey_stage.core.taxonomy import LAPSED_INDEX, ROLE_INDEX, ROLES
 
 FEATURE_VERSION = "2"
 N_ROLES = len(ROLES)

@@ -6,7 +6,7 @@ else (Feast's point-in-time rule, in one place).
 
 :func:`encode` takes a pandas DataFrame or a pyarrow Table (e.g. ``pq.read_table(...,
 read_dictionary=[...])`` straight from Parquet, without a pandas round trip). String columns may be
-plain or dictionary-encoded. Input in canonical order (:func:`journey.events.sort_events`) is
+plain or dictionary-encoded. Input in canonical order (:func:`journey_stage.core.events.sort_events`) is
 checked in one cheap pass; any other order is put into that same order with an integer-code sort.
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from journey.taxonomy import ROLE_INDEX, Taxonomy
+from journey_stage.core.taxonomy import ROLE_INDEX, Taxonomy
 
 US_PER_DAY = 86_400_000_000
 
@@ -178,12 +178,12 @@ def _unknown(bad: list, taxonomy: Taxonomy):
 
 
 def encode(events: pd.DataFrame | pa.Table, taxonomy: Taxonomy) -> EncodedEvents:
-    """Canonical events (see :mod:`journey.events`) -> :class:`EncodedEvents`.
+    """Canonical events (see :mod:`journey_stage.core.events`) -> :class:`EncodedEvents`.
 
     ``events`` is a pandas DataFrame or a pyarrow Table with the columns of SPEC section 2
     (``channel`` and ``value`` optional; other columns ignored). Fast for one customer (plain
     numpy) and for millions of events (pyarrow compute + numpy). Rows not in canonical order are
-    sorted into it first (the same order :func:`journey.events.sort_events` gives).
+    sorted into it first (the same order :func:`journey_stage.core.events.sort_events` gives).
 
     Event types must be known to ``taxonomy`` (validation guarantees it)."""
     tx = _tax(taxonomy)
@@ -368,7 +368,7 @@ def _finish(cust, customer_ids, ts, etype, channel, value, tx: _Tax) -> EncodedE
 
 
 def _sorted_encoding(cols: dict, tx: _Tax, ts, etype, channel, value) -> EncodedEvents:
-    """Rows in the canonical order of :func:`journey.events.sort_events` (customer_id, timestamp,
+    """Rows in the canonical order of :func:`journey_stage.core.events.sort_events` (customer_id, timestamp,
     event_type, channel, value, campaign; missing first), by an integer-code sort."""
     cid = cols["customer_id"]
     if isinstance(cid, pa.ChunkedArray):

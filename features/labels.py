@@ -12,9 +12,9 @@ from typing import Mapping
 
 import numpy as np
 
-from features.encode import US_PER_DAY, EncodedEvents
-from journey.settings import Settings
-from journey.taxonomy import LAPSED_INDEX, ROLE_INDEX
+from journey_stage.features.encode import US_PER_DAY, EncodedEvents
+from journey_stage.core.settings import Settings
+from journey_stage.core.taxonomy import LAPSED_INDEX, ROLE_INDEX
 
 ADV, RET, DEC, CONS, AWA = (ROLE_INDEX[r] for r in ("advocacy", "retention", "decision", "consideration", "awareness"))
 

@@ -38,10 +38,10 @@ from typing import Callable
 
 import numpy as np
 
-from features.build import build_features, feature_names
-from features.encode import US_PER_DAY, EncodedEvents, from_us, to_us
-from features.labels import build_labels
-from journey.settings import TASKS, Settings
+from journey_stage.features.build import build_features, feature_names
+from journey_stage.features.encode import US_PER_DAY, EncodedEvents, from_us, to_us
+from journey_stage.features.labels import build_labels
+from journey_stage.core.settings import TASKS, Settings
 
 
 @dataclass(frozen=True)

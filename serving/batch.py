@@ -7,18 +7,18 @@ How the local engine works (:func:`score_file`, ``engine="local"``):
    folder of them) is cut into *read units*: groups of Parquet row groups of about ``batch_rows``
    rows, or one CSV / JSON Lines file. Each unit is read ``batch_rows`` rows at a time (pyarrow
    record batches, ``pandas.read_csv(chunksize=...)``; JSON Lines files whole) and every chunk is
-   validated by :func:`journey.events.validate_events` with its true first row number, so a
-   rejected row carries the same file, row and reason as with :func:`journey.io.read_events`.
+   validated by :func:`journey_stage.core.events.validate_events` with its true first row number, so a
+   rejected row carries the same file, row and reason as with :func:`journey_stage.core.io.read_events`.
    Invalid rows go to the rejects file when ``rejects`` is given; otherwise the first file with
-   problems stops the run with the same message as :func:`journey.io.read_events` (and a hint).
+   problems stops the run with the same message as :func:`journey_stage.core.io.read_events` (and a hint).
 2. **Partition.** Valid canonical events are split by customer partition,
    ``crc32(utf-8 customer_id) mod n`` (Spark: ``pmod(crc32(customer_id), n)``), and kept in memory
    while small, else spilled as LZ4 Arrow IPC files to a hidden folder next to the output. ``n`` is
    at least ``partitions`` and grows with the input (about :data:`TARGET_EVENTS_PER_PARTITION`
    events each), so the working memory does not grow with the number of customers.
 3. **Score.** Each partition is deduplicated across chunks and files (exact duplicates on all
-   columns, SPEC section 2), sorted exactly like :func:`journey.events.sort_events` and passed to
-   the one scoring path :func:`serving.scoring.score_events` with the same ``as_of`` for every
+   columns, SPEC section 2), sorted exactly like :func:`journey_stage.core.events.sort_events` and passed to
+   the one scoring path :func:`journey_stage.model.scoring.score_events` with the same ``as_of`` for every
    partition. A customer's answer depends on its own history only, so partitioning never changes it.
    Customers without any event in the day-padded eligibility window before ``as_of`` cannot be
    eligible: they are counted but their histories are not passed to ``score_events`` (no features
@@ -35,7 +35,7 @@ reads CSV / JSON Lines and writes the output in partition order.
 partition), so every customer is scored at the same time. Output rows come grouped by customer
 partition and sorted by ``customer_id`` inside a partition (the Spark engine writes the same
 order); sort the file if you need one global order. Columns are those of the HTTP API flattened
-(:func:`serving.scoring.output_columns`), plus ``reasons`` (JSON text) with ``reasons=True``.
+(:func:`journey_stage.model.scoring.output_columns`), plus ``reasons`` (JSON text) with ``reasons=True``.
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from journey import errors, io
-from journey.errors import InputError, JourneyError, Problem
-from journey.events import COLUMNS, MAX_PROBLEMS, validate_events
-from serving.scoring import output_columns, score_events
+from journey_stage.core import errors, io
+from journey_stage.core.errors import InputError, JourneyError, Problem
+from journey_stage.core.coerce import parse_as_of
+from journey_stage.core.runtime import DEFAULT_MODEL_URI
+from journey_stage.core.events import COLUMNS, MAX_PROBLEMS, validate_events
+from journey_stage.model.scoring import output_columns, score_events
 
-DEFAULT_MODEL_URI = "models:/journey-stage@champion"
 DEFAULT_PARTITIONS = 16
 BATCH_ROWS = 1_000_000  # input rows validated at a time
 TARGET_EVENTS_PER_PARTITION = 1_500_000  # partitions are added beyond `partitions` to stay near this
@@ -75,7 +76,7 @@ PARALLEL_MIN_ROWS = 2_000_000  # below this, one process (starting workers costs
 EST_BYTES_PER_ROW = {"CSV": 60, "JSON Lines": 150}  # uncompressed; only used to choose the partition count
 TEXT_COLUMNS = ("customer_id", "event_type", "channel", "campaign")  # validated as text
 
-# Canonical events as kept between the read and the score phase (journey.events.COLUMNS).
+# Canonical events as kept between the read and the score phase (journey_stage.core.events.COLUMNS).
 EVENT_SCHEMA = pa.schema(
     [
         ("customer_id", pa.string()),
@@ -88,7 +89,7 @@ EVENT_SCHEMA = pa.schema(
 )
 assert tuple(EVENT_SCHEMA.names) == COLUMNS
 
-Progress = Callable[[], object]  # a factory of rich.progress.Progress (journey.cli.progress_bar)
+Progress = Callable[[], object]  # a factory of rich.progress.Progress (journey_stage.cli.progress_bar)
 
 
 # ---- partitioning --------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def plan_units(files: list[Path], batch_rows: int = BATCH_ROWS) -> list[Unit]:
 
 def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
     """(first_row, raw rows) of a read unit, ``batch_rows`` at a time, parsed like
-    :func:`journey.io.read_raw` (Parquet as pandas reads it, CSV as text, JSON Lines untyped)."""
+    :func:`journey_stage.core.io.read_raw` (Parquet as pandas reads it, CSV as text, JSON Lines untyped)."""
     path = unit.path
     kind = io._kind(path)
     if kind == "Parquet" and unit.row_groups is not None:
@@ -203,7 +204,7 @@ def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int,
                 row += len(df)
         except JourneyError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the same one-line message as journey.io.read_raw
+        except Exception as exc:  # noqa: BLE001 - the same one-line message as journey_stage.core.io.read_raw
             raise _unreadable(path, exc) from None
         return
     if kind == "CSV":
@@ -238,7 +239,7 @@ def frame_chunks(raw: pd.DataFrame, batch_rows: int = BATCH_ROWS) -> Iterator[tu
 
 
 def parse_text(name: str, text: str) -> pd.DataFrame:
-    """A CSV / JSON Lines file's text -> raw table, with the options of :func:`journey.io.read_raw`."""
+    """A CSV / JSON Lines file's text -> raw table, with the options of :func:`journey_stage.core.io.read_raw`."""
     kind = io._kind(Path(name.split("?")[0]))
     try:
         if kind == "CSV":
@@ -250,7 +251,7 @@ def parse_text(name: str, text: str) -> pd.DataFrame:
         raise errors.unreadable_file(name, kind or "events", reason) from None
 
 
-# Order in which journey.events.validate_events checks (and lists) problems: (code, column).
+# Order in which journey_stage.core.events.validate_events checks (and lists) problems: (code, column).
 _CHECK_ORDER = {
     ("missing", "customer_id"): 0, ("missing", "timestamp"): 1, ("bad_timestamp", "timestamp"): 2,
     ("missing", "event_type"): 3, ("unknown_event_type", "event_type"): 4, ("bad_number", "value"): 5,
@@ -279,7 +280,7 @@ class FileProblems:
             self.problems = sorted(self.problems + list(problems), key=problem_order)[:MAX_PROBLEMS]
 
     def error(self, taxonomy) -> InputError:
-        """The error :func:`journey.io.read_events` raises for this file (same message), with a hint
+        """The error :func:`journey_stage.core.io.read_events` raises for this file (same message), with a hint
         for scoring: the model's taxonomy is fixed, so unknown event types are diverted or retrained."""
         if self.unknown and taxonomy is not None:
             hint = (f"event types {sorted(self.unknown)[:20]} are not in the model's taxonomy '{taxonomy.name}': pass --rejects PATH "
@@ -475,7 +476,7 @@ def _combine(key: np.ndarray, size: int, k: np.ndarray, n: int) -> tuple[np.ndar
 def canonical_partition(table: pa.Table, active_window: tuple[int, int] | None = None) -> tuple[pd.DataFrame, int, int]:
     """Pieces of one partition -> (canonical events, duplicates removed, customers): the same rows
     in the same order as ``sort_events(frame.drop_duplicates(ignore_index=True))`` of
-    journey.events (a total order on all columns, missing values first), computed on Arrow and
+    journey_stage.core.events (a total order on all columns, missing values first), computed on Arrow and
     numpy: every column becomes a dense rank, the ranks one sort key; exact duplicates are then
     neighbours with equal keys.
 
@@ -512,14 +513,14 @@ def active_window(predictor, as_of) -> tuple[int, int] | None:
     days = predictor.settings.eligibility_days
     if days is None or as_of is None:
         return None
-    from features.encode import US_PER_DAY, to_us
+    from journey_stage.features.encode import US_PER_DAY, to_us
 
     t = to_us(as_of)
     return t - int(days * US_PER_DAY) - US_PER_DAY, t
 
 
 def score_partition(table: pa.Table, predictor, as_of, playbook, reasons: bool) -> tuple[pd.DataFrame, dict]:
-    """One partition's events -> its output rows (via serving.scoring.score_events) and counts."""
+    """One partition's events -> its output rows (via journey_stage.model.scoring.score_events) and counts."""
     n_rows = table.num_rows
     ev, dups, customers = canonical_partition(table, active_window(predictor, as_of))
     del table
@@ -699,21 +700,6 @@ def open_output(tmp: Path, target: Path, predictor, reasons: bool) -> OutputWrit
 
 # ---- the command ---------------------------------------------------------------------------------
 
-def parse_as_of(as_of) -> pd.Timestamp | None:
-    """``--as-of`` text (ISO 8601; naive = UTC) or a timestamp -> UTC Timestamp (microseconds)."""
-    if as_of is None or (isinstance(as_of, str) and not as_of.strip()):
-        return None
-    try:
-        ts = pd.Timestamp(as_of.strip() if isinstance(as_of, str) else as_of)
-    except (ValueError, TypeError) as exc:
-        raise JourneyError(f"--as-of {as_of!r}: not a timestamp ({str(exc).splitlines()[0][:120]}).",
-                           "use ISO 8601, e.g. 2025-06-30T23:59:59+00:00 (a time without offset is UTC).") from None
-    if ts is pd.NaT:
-        raise JourneyError(f"--as-of {as_of!r}: not a timestamp.", "use ISO 8601, e.g. 2025-06-30T23:59:59+00:00.")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.as_unit("us")
-
-
 def _bar(progress: Progress | None):
     return progress() if progress is not None else nullcontext(None)
 
@@ -778,11 +764,11 @@ def score_file(
         files = io.event_files(events_path)  # clear error for a missing path or an unsupported type
         n_parts = partition_count(estimate_rows(files), partitions)
     if predictor is None:
-        from training.tracking import load_predictor
+        from journey_stage.model.registry import load_predictor
 
         predictor = load_predictor(model_uri)
     if engine == "spark":
-        from serving.spark import score_spark
+        from journey_stage.serving.spark import score_spark
 
         counts = score_spark(events_path, out_path, predictor=predictor, as_of=t_as_of, rejects=rejects, reasons=reasons,
                              master=spark_master, partitions=n_parts, min_partitions=partitions, progress=progress,
@@ -799,7 +785,7 @@ def score_file(
 
 def _score_local(files, events_path: Path, out_path: Path, predictor, t_as_of, rejects, reasons, n_parts, progress, batch_rows,
                  estimated_rows: int | None, workers: int) -> dict:
-    from serving.playbook import load_playbook
+    from journey_stage.model.playbook import load_playbook
 
     taxonomy = predictor.taxonomy
     playbook = load_playbook()
@@ -924,5 +910,5 @@ def _empty_rejects() -> pd.DataFrame:
     return pd.DataFrame({"source": pd.Series(dtype="str"), "row": pd.Series(dtype="int64"), "reject_reason": pd.Series(dtype="str")})
 
 
-__all__ = ["score_file", "partition_of", "partition_count", "output_schema", "OutputWriter", "parse_as_of", "iter_chunks",
+__all__ = ["score_file", "partition_of", "partition_count", "output_schema", "OutputWriter", "iter_chunks",
            "canonical_partition", "plan_units"]

@@ -27,9 +27,9 @@ Environment
   long-lived objects are frozen out of the garbage collector (``gc.freeze``): without it, full
   collections over the model and libraries put 200-300 ms pauses into the p99 latency.
 
-Scoring goes through :func:`serving.scoring.score_records`, the same core
-(:func:`serving.scoring.score_columns`) as batch scoring and the Python API's
-:func:`serving.scoring.score_events`, so the same history gets the same answer.
+Scoring goes through :func:`journey_stage.model.scoring.score_records`, the same core
+(:func:`journey_stage.model.scoring.score_columns`) as batch scoring and the Python API's
+:func:`journey_stage.model.scoring.score_events`, so the same history gets the same answer.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from serving.schemas import (
+from journey_stage.core.runtime import DEFAULT_MODEL_URI
+from journey_stage.serving.schemas import (
     LIMITS,
     CustomerIn,
     ErrorResponse,
@@ -65,7 +66,6 @@ from serving.schemas import (
 
 logger = logging.getLogger("bentoml.journey")
 
-DEFAULT_MODEL_URI = "models:/journey-stage@champion"
 PREDICT_PATH = "/predict"
 METADATA_PATH = "/metadata"
 PROTECTED_PATHS = frozenset({PREDICT_PATH, METADATA_PATH})
@@ -337,7 +337,7 @@ def parse_as_of(as_of: str | None) -> pd.Timestamp:
     if as_of is None:
         return pd.Timestamp.now(tz="UTC").floor("us")
     text = as_of.strip()
-    from journey.events import iso_us
+    from journey_stage.core.events import iso_us
 
     us = iso_us(text)  # plain ISO 8601: the same instant pandas would parse, without its overhead
     if us is not None:
@@ -354,8 +354,8 @@ def parse_as_of(as_of: str | None) -> pd.Timestamp:
 
 def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None, playbook: Any = None) -> list[dict]:
     """Records of SPEC 8 (plus ``warnings``) for the customers of one request, in request order."""
-    from journey.events import canonical_records
-    from serving.scoring import score_records
+    from journey_stage.core.events import canonical_records
+    from journey_stage.model.scoring import score_records
 
     t = parse_as_of(as_of)
     ids = [c.customer_id.strip() for c in customers]
@@ -428,8 +428,8 @@ def score_request(predictor: Any, customers: list[CustomerIn], as_of: str | None
 
 def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row: list[int], taxonomy: Any) -> pd.DataFrame:
     """The general validation path (the one batch files take); its problems become field-level 400s."""
-    from journey.errors import InputError, JourneyError, where
-    from journey.events import canonical_events
+    from journey_stage.core.errors import InputError, JourneyError, where
+    from journey_stage.core.events import canonical_events
 
     columns = ("customer_id", "timestamp", "event_type", "channel", "value", "campaign")
     raw = pd.DataFrame({
@@ -451,7 +451,7 @@ def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row
 
 
 def _iso(t: pd.Timestamp) -> str:
-    from features.encode import from_us, to_us
+    from journey_stage.features.encode import from_us, to_us
 
     return from_us(to_us(t)).isoformat()
 
@@ -530,9 +530,9 @@ class JourneyService:
         self._loader.start()
 
     def _load(self) -> None:
-        from journey.errors import JourneyError
-        from serving.playbook import load_playbook
-        from training.tracking import load_predictor
+        from journey_stage.core.errors import JourneyError
+        from journey_stage.model.playbook import load_playbook
+        from journey_stage.model.registry import load_predictor
 
         t0 = time.time()
         try:

@@ -4,15 +4,15 @@ engine, computed by Spark executors. See ``docs/spark.md`` for running it on a c
 1. **Read with Spark.** Parquet files with ``spark.read.parquet`` (plus each row's file and row
    index from Spark's hidden ``_metadata`` column); CSV and JSON Lines files with
    ``spark.read.text(wholetext=True)``, one file per row, parsed on the executors with the pandas
-   options of :func:`journey.io.read_raw` (so ids keep their zero padding exactly as locally).
-2. **Validate the same way.** ``mapInPandas`` runs :func:`journey.events.validate_events` on
+   options of :func:`journey_stage.core.io.read_raw` (so ids keep their zero padding exactly as locally).
+2. **Validate the same way.** ``mapInPandas`` runs :func:`journey_stage.core.events.validate_events` on
    contiguous row runs of each file with their true row numbers: valid canonical events, rejected
    rows (file, row, reason, raw values) and per-chunk counts come out of one pass. Rejects and
    counts are small and go to the driver, which writes the rejects file or raises the same
    one-line error as the local engine.
 3. **Score by customer partition.** Events are grouped by ``pmod(crc32(customer_id), n)`` -- the
    local engine's partition function -- and ``applyInPandas`` deduplicates, sorts and calls
-   :func:`serving.scoring.score_events` on each group with the broadcast predictor and playbook and
+   :func:`journey_stage.model.scoring.score_events` on each group with the broadcast predictor and playbook and
    the same ``as_of`` (default: the latest valid event of the whole input).
 4. **Write one file atomically.** The scored rows (small: one per eligible customer) are collected
    to the driver as Arrow, ordered like the local engine's output (partition, then customer_id),
@@ -34,9 +34,9 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from journey import errors, io
-from journey.errors import Problem
-from journey.events import COLUMNS, validate_events
+from journey_stage.core import errors, io
+from journey_stage.core.errors import Problem
+from journey_stage.core.events import COLUMNS, validate_events
 
 VALIDATED_DDL = (
     "kind string, customer_id string, timestamp timestamp, event_type string, channel string, "
@@ -168,7 +168,7 @@ def validate_parquet_batches(batches: Iterator[pd.DataFrame], *, raw_cols: list[
 
 def validate_text_files(batches: Iterator[pd.DataFrame], *, sources: dict, predictor_bc, batch_rows: int) -> Iterator[pd.DataFrame]:
     """mapInPandas: whole CSV / JSON Lines files (value, __file) -> validated rows."""
-    from serving.batch import frame_chunks, parse_text
+    from journey_stage.serving.batch import frame_chunks, parse_text
 
     taxonomy = predictor_bc.value.taxonomy
     for pdf in batches:
@@ -183,7 +183,7 @@ def validate_text_files(batches: Iterator[pd.DataFrame], *, sources: dict, predi
 # ---- executors: scoring ------------------------------------------------------------------------
 
 def _canonical(pdf: pd.DataFrame) -> pd.DataFrame:
-    """Spark rows -> the canonical events frame of journey.events (same dtypes as locally)."""
+    """Spark rows -> the canonical events frame of journey_stage.core.events (same dtypes as locally)."""
     def text(s):
         return pd.Series(pd.array(s.astype(object).where(s.notna(), None).tolist(), dtype="str"), index=s.index)
 
@@ -201,11 +201,11 @@ def score_group(key, pdf: pd.DataFrame, *, predictor_bc, playbook_bc, as_of_us: 
     """applyInPandas: one customer partition -> its score rows, plus one stats row (customer_id null).
 
     The local engine's :func:`serving.batch.score_partition` (dedupe, canonical sort, drop the
-    customers that cannot be eligible, :func:`serving.scoring.score_events`) on the group's events."""
+    customers that cannot be eligible, :func:`journey_stage.model.scoring.score_events`) on the group's events."""
     import pyarrow as pa
 
-    from features.encode import from_us
-    from serving.batch import EVENT_SCHEMA, score_partition
+    from journey_stage.features.encode import from_us
+    from journey_stage.serving.batch import EVENT_SCHEMA, score_partition
 
     part = int(key[0])
     table = pa.Table.from_pandas(_canonical(pdf), schema=EVENT_SCHEMA, preserve_index=False)
@@ -310,10 +310,11 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from serving.batch import (BATCH_ROWS, DEFAULT_PARTITIONS, FileProblems, _bar, _Tasks,
-                               open_output, output_kind, output_schema, parse_as_of, partition_count)
-    from serving.playbook import load_playbook
-    from serving.scoring import output_columns
+    from journey_stage.serving.batch import (BATCH_ROWS, DEFAULT_PARTITIONS, FileProblems, _bar, _Tasks,
+                               open_output, output_kind, output_schema, partition_count)
+    from journey_stage.core.coerce import parse_as_of
+    from journey_stage.model.playbook import load_playbook
+    from journey_stage.model.scoring import output_columns
 
     t0 = time.perf_counter()
     out_path = Path(out_path)
@@ -444,8 +445,8 @@ def _ddl_type(t) -> str:
 
 
 def _rejects_frame(rej: pd.DataFrame, rank: dict, columns_of: dict) -> pd.DataFrame:
-    """Rejected rows in file, then row order, shaped like journey.events' rejects."""
-    from serving.batch import _empty_rejects
+    """Rejected rows in file, then row order, shaped like journey_stage.core.events' rejects."""
+    from journey_stage.serving.batch import _empty_rejects
 
     if not len(rej):
         return _empty_rejects()

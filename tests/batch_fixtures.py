@@ -2,7 +2,7 @@
 
 Import the fixtures from a test module (``from batch_fixtures import batch_model, ...``); the
 model is trained once per session in its own MLflow store (``JOURNEY_HOME`` in a tmp folder),
-following the sequence of ``journey.cli.run_training`` + ``journey promote``.
+following the sequence of ``journey_stage.cli.run_training`` + ``journey promote``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ class BatchModel:
 
 def train_small_model(home: Path) -> BatchModel:
     """generate -> canonical -> train_and_evaluate -> report -> log -> promote -> load."""
-    from journey.events import canonical_events
-    from journey.generate import generate_events
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
-    from training import tracking
-    from training.pipeline import train_and_evaluate
-    from training.report import write_report
+    from journey_stage.core.events import canonical_events
+    from journey_stage.synthetic.generate import generate_events
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
+    from journey_stage.training import tracking
+    from journey_stage.model import registry
+    from journey_stage.training.pipeline import train_and_evaluate
+    from journey_stage.training.report import write_report
 
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -49,7 +50,7 @@ def train_small_model(home: Path) -> BatchModel:
     tracking.log_training_run(outcome, events, settings, report_dir, plots, MODEL_NAME)
     tracking.promote(MODEL_NAME)
     uri = f"models:/{MODEL_NAME}@champion"
-    return BatchModel(home, uri, tracking.load_predictor(uri), events)
+    return BatchModel(home, uri, registry.load_predictor(uri), events)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +70,7 @@ def batch_model(tmp_path_factory) -> BatchModel:
 @pytest.fixture(scope="session")
 def batch_events(batch_model) -> pd.DataFrame:
     """Raw events to score (different customers from training), as generated (with true_stage)."""
-    from journey.generate import generate_events
+    from journey_stage.synthetic.generate import generate_events
 
     return generate_events(600, seed=21)
 

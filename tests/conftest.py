@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.processes import free_port
+from processes import free_port
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -11,7 +11,7 @@ Choices the SPEC leaves open (the fast path's docstrings and comments decide; ke
   ``t - W`` is out. Horizons are ``(t, t + H]``. Everything is as of ``t``: events with
   ``timestamp <= t``.
 * Per customer, events are ordered by (timestamp, event_type) -- the canonical order of
-  ``journey.events.sort_events``; this order decides same-timestamp sequences and transitions.
+  ``journey_stage.core.events.sort_events``; this order decides same-timestamp sequences and transitions.
 * "Days" are float days (``timedelta / 1 day``). Missing values count as 0 in ``value_*``.
 * Channels: the 12 channels of SPEC section 2 (facebook ... support) are buckets of their own;
   any other text is ``other``; a missing channel (or the literal ``none``) is ``none``.
@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 
-from journey.taxonomy import ROLES
+from journey_stage.core.taxonomy import ROLES
 
 LAPSED_CODE = 5
 ROLE_CODE = {"awareness": 0, "consideration": 1, "decision": 2, "retention": 3, "advocacy": 4}

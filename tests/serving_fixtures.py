@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from serving.processes import descendants, free_port, stop_process_group  # noqa: F401 - tests import them from here
+from processes import descendants, free_port, stop_process_group  # noqa: F401 - tests import them from here
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_URI = "models:/journey-stage@champion"
@@ -45,13 +45,14 @@ class ServiceModel:
 
     def load_predictor(self):
         """The registered champion as a Python predictor (what the service loads)."""
-        from training import tracking
+        from journey_stage.training import tracking
+        from journey_stage.model import registry
 
         saved = {k: os.environ.get(k) for k in ("JOURNEY_HOME", "MLFLOW_TRACKING_URI")}
         os.environ["JOURNEY_HOME"] = str(self.home)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         try:
-            return tracking.load_predictor(self.model_uri)
+            return registry.load_predictor(self.model_uri)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -64,12 +65,13 @@ def build_model(home: Path) -> dict:
     """Generate 800 customers, train fast settings, log, register and promote to champion."""
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from journey.events import canonical_events
-    from journey.generate import generate_events
-    from journey.settings import Settings
-    from journey.taxonomy import load_taxonomy
-    from training import gate, tracking
-    from training.pipeline import train_and_evaluate
+    from journey_stage.core.events import canonical_events
+    from journey_stage.synthetic.generate import generate_events
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
+    from journey_stage.training import gate, tracking
+    from journey_stage.model import registry
+    from journey_stage.training.pipeline import train_and_evaluate
 
     tax = load_taxonomy("five_stage")
     events = canonical_events(generate_events(800, seed=3), "generated", tax).events
@@ -80,7 +82,7 @@ def build_model(home: Path) -> dict:
     report_dir = home / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "report.json").write_text(json.dumps(outcome.report, default=str))
-    tracking.configure()
+    registry.configure()
     logged = tracking.log_training_run(outcome, events, settings, report_dir, {}, settings.model_name)
     tracking.record_gate(logged["run_id"], gate.challenger_scores(outcome.report), None, None)
     decision = tracking.promote(settings.model_name)
@@ -142,7 +144,7 @@ def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | 
     log_path = workdir / f"serve-{port}.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "journey.cli", "serve", "--model", model_uri or model.model_uri, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "journey_stage.cli", "serve", "--model", model_uri or model.model_uri, "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     svc = RunningService(f"http://127.0.0.1:{port}", proc, log_path)

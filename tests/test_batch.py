@@ -1,7 +1,7 @@
 """Batch scoring (``journey score``): local engine, Spark engine, rejects, atomic output, CLI.
 
-The reference everywhere is the one scoring path: ``serving.scoring.score_events`` on the
-canonical events of ``journey.io.read_events``. The local engine must give the same frame for any
+The reference everywhere is the one scoring path: ``journey_stage.model.scoring.score_events`` on the
+canonical events of ``journey_stage.core.io.read_events``. The local engine must give the same frame for any
 chunk size, partition count, input layout and output format; the Spark engine (local mode, marked
 slow) must give the same file as the local engine.
 """
@@ -21,11 +21,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batch_fixtures import batch_events, batch_model, model_env  # noqa: E402,F401
 
-import serving.batch as batch  # noqa: E402
-from journey import io  # noqa: E402
-from journey.errors import InputError, JourneyError  # noqa: E402
-from serving.batch import partition_count, partition_of, score_file  # noqa: E402
-from serving.scoring import output_columns, score_events  # noqa: E402
+import journey_stage.serving.batch as batch  # noqa: E402
+from journey_stage.core import io  # noqa: E402
+from journey_stage.core.errors import InputError, JourneyError  # noqa: E402
+from journey_stage.serving.batch import partition_count, partition_of, score_file  # noqa: E402
+from journey_stage.model.scoring import output_columns, score_events  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROB = lambda c: c.endswith("_probability") or c.startswith("stage_probability_")  # noqa: E731
@@ -344,7 +344,7 @@ def test_partitioning_is_stable_and_grows_with_the_input():
 def test_canonical_partition_equals_sort_events_of_drop_duplicates():
     import pyarrow as pa
 
-    from journey.events import sort_events
+    from journey_stage.core.events import sort_events
 
     rng = np.random.default_rng(5)
     n = 4000
@@ -394,7 +394,7 @@ def test_progress_bar_is_used(batch_model, events_parquet, tmp_path):
 def test_cli_score_end_to_end(model_env, events_parquet, tmp_path):
     from typer.testing import CliRunner
 
-    from journey.cli import app
+    from journey_stage.cli import app
 
     out = tmp_path / "scores.csv"
     result = CliRunner().invoke(app, ["score", "--events", str(events_parquet), "--out", str(out), "--model", model_env.uri])
@@ -406,7 +406,7 @@ def test_cli_score_end_to_end(model_env, events_parquet, tmp_path):
 
 
 def test_cli_bad_path_is_one_clear_line(tmp_path):
-    cmd = [sys.executable, "-m", "journey.cli", "score", "--events", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "s.parquet")]
+    cmd = [sys.executable, "-m", "journey_stage.cli", "score", "--events", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "s.parquet")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -419,7 +419,7 @@ def test_cli_bad_path_is_one_clear_line(tmp_path):
 def test_cli_bad_rows_without_rejects(model_env, bad_csv, tmp_path):
     from typer.testing import CliRunner
 
-    from journey.cli import app
+    from journey_stage.cli import app
 
     result = CliRunner().invoke(app, ["score", "--events", str(bad_csv), "--out", str(tmp_path / "s.parquet"), "--model", model_env.uri])
     assert result.exit_code == 2
@@ -433,7 +433,7 @@ def test_cli_bad_rows_without_rejects(model_env, bad_csv, tmp_path):
 @pytest.fixture(scope="module")
 def spark():
     pytest.importorskip("pyspark")
-    from serving.spark import get_session
+    from journey_stage.serving.spark import get_session
 
     session, _ = get_session("local[2]")
     yield session
@@ -443,7 +443,7 @@ def spark():
 @pytest.mark.slow
 @pytest.mark.parametrize("reasons", [False, True])
 def test_spark_equals_local_parquet(spark, batch_model, events_parquet, tmp_path, reasons):
-    from serving.spark import score_spark
+    from journey_stage.serving.spark import score_spark
 
     # both kinds of binary model go through both engines: LightGBM alone and blended with the linear model
     assert {m.linear is None for t, m in batch_model.predictor.models.items() if t != "stage"} == {True, False}
@@ -505,17 +505,18 @@ def test_spark_crc32_partition_matches_local(spark):
     assert {r.customer_id: r.p for r in rows} == dict(zip(ids, partition_of(pd.Series(ids), 7).tolist()))
 
 
-# ---- serving.scoring.score_events: the column-wise rewrite equals the original per-row loop -----
+# ---- journey_stage.model.scoring.score_events: the column-wise rewrite equals the original per-row loop -----
 
 def _score_events_loop(predictor, events, as_of=None, *, playbook=None, reasons=False, eligible_only=True, top_k=3):
-    """The original (per-customer loop) body of serving.scoring.score_events, kept as the reference."""
+    """The original (per-customer loop) body of journey_stage.model.scoring.score_events, kept as the reference."""
     import json
 
-    from features.build import eligible
-    from features.encode import encode, from_us, to_us
-    from serving.playbook import load_playbook
-    from serving.scoring import _num, _role
-    from training.predictor import BINARY_TASKS
+    from journey_stage.features.build import eligible
+    from journey_stage.features.encode import encode, from_us, to_us
+    from journey_stage.model.playbook import load_playbook
+    from journey_stage.core.coerce import finite_or_none as _num
+    from journey_stage.model.scoring import _role
+    from journey_stage.model.predictor import BINARY_TASKS
 
     playbook = playbook or load_playbook()
     cols = output_columns(predictor, reasons)
@@ -571,7 +572,7 @@ def test_score_events_columnwise_equals_the_row_loop(batch_model, batch_events, 
 
     pred = copy.copy(batch_model.predictor)
     pred.models = {k: v for k, v in batch_model.predictor.models.items() if k not in drop_models}
-    from journey.events import canonical_events
+    from journey_stage.core.events import canonical_events
 
     ev = canonical_events(batch_events.iloc[:6000], "x", pred.taxonomy).events
     for as_of in (None, "2025-11-01T00:00:00Z"):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from journey.cli import app
+from journey_stage.cli import app
 
 runner = CliRunner()
 COMMANDS = ["demo", "generate", "convert", "validate", "train", "evaluate", "promote", "score", "serve"]
@@ -75,7 +75,7 @@ def test_generate_then_validate_with_rejects(tmp_path):
 def test_convert_cdnow_writes_preset(tmp_path):
     from pathlib import Path
 
-    from journey.io import taxonomy_hint
+    from journey_stage.core.io import taxonomy_hint
 
     src = Path(__file__).resolve().parents[1] / "data" / "real" / "cdnow" / "CDNOW_master.txt"
     out = tmp_path / "cdnow.parquet"

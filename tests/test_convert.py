@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from journey import errors
-from journey.convert import (
+from journey_stage.core import errors
+from journey_stage.core.convert import (
     CONVERTERS,
     convert_cdnow,
     convert_olist_funnel,
     convert_rees46,
 )
-from journey.errors import JourneyError
-from journey.events import COLUMNS, canonical_events, sort_events
-from journey.settings import build_settings
-from journey.taxonomy import load_taxonomy
+from journey_stage.core.errors import JourneyError
+from journey_stage.core.events import COLUMNS, canonical_events, sort_events
+from journey_stage.core.settings import build_settings
+from journey_stage.core.taxonomy import load_taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "data" / "real"

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from journey.errors import InputError, JourneyError
-from journey.events import COLUMNS, TS_DTYPE, canonical_events, sort_events, validate_events
-from journey.io import read_events
-from journey.taxonomy import load_taxonomy
+from journey_stage.core.errors import InputError, JourneyError
+from journey_stage.core.events import COLUMNS, TS_DTYPE, canonical_events, sort_events, validate_events
+from journey_stage.core.io import read_events
+from journey_stage.core.taxonomy import load_taxonomy
 
 FIVE = load_taxonomy("five_stage")
 

@@ -1,4 +1,4 @@
-"""The small-input fast path (:func:`journey.events.canonical_records`, used by the HTTP service)
+"""The small-input fast path (:func:`journey_stage.core.events.canonical_records`, used by the HTTP service)
 gives exactly the canonical frame of the general path, or declines (None)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from journey.errors import InputError
-from journey.events import canonical_events, canonical_records, iso_us
-from journey.taxonomy import load_taxonomy
+from journey_stage.core.errors import InputError
+from journey_stage.core.events import canonical_events, canonical_records, iso_us
+from journey_stage.core.taxonomy import load_taxonomy
 
 TAX = load_taxonomy("five_stage")
 COLS = ["customer_id", "timestamp", "event_type", "channel", "value", "campaign"]

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from features.build import build_features, eligible, feature_names
-from features.encode import CHANNELS, encode, to_us
-from features.labels import build_labels
-from journey.events import canonical_events, sort_events
-from journey.settings import Horizons, Settings
-from journey.taxonomy import LAPSED_INDEX, ROLE_INDEX, load_taxonomy
+from journey_stage.features.build import build_features, eligible, feature_names
+from journey_stage.features.encode import CHANNELS, encode, to_us
+from journey_stage.features.labels import build_labels
+from journey_stage.core.events import canonical_events, sort_events
+from journey_stage.core.settings import Horizons, Settings
+from journey_stage.core.taxonomy import LAPSED_INDEX, ROLE_INDEX, load_taxonomy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
@@ -533,7 +533,7 @@ def assert_same_encoding(a, b, msg=""):
 
 @contextmanager
 def small_path_limit(n: int):
-    import features.encode as fe
+    import journey_stage.features.encode as fe
 
     old = fe.SMALL
     fe.SMALL = n
@@ -596,7 +596,7 @@ def test_encode_table_equals_frame_on_chunked_dictionary_input():
 @pytest.mark.parametrize("sname", list(SETTINGS))
 def test_blocked_threaded_build_is_identical(sname):
     """Customer blocks on threads give the very same matrix as one block (bit for bit)."""
-    import features.build as fbm
+    import journey_stage.features.build as fbm
 
     s = SETTINGS[sname]
     enc = encode(to_events(edge_grid_rows(seed=7)), TAX)

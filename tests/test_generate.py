@@ -1,4 +1,4 @@
-"""Tests of the synthetic journey generator (journey/generate.py, SPEC section 9)."""
+"""Tests of the synthetic journey generator (synthetic/generate.py, SPEC section 9)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from journey.generate import (
+from journey_stage.synthetic.generate import (
     CAMPAIGN_EVENTS,
     CHANNELS,
     EVENT_COLUMNS,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from training.metrics import bootstrap_ci, expected_calibration_error, lift_top_decile, macro_f1_codes
+from journey_stage.training.metrics import bootstrap_ci, expected_calibration_error, lift_top_decile, macro_f1_codes
 
 
 def test_fast_macro_f1_equals_sklearn():
@@ -41,7 +41,7 @@ def test_bootstrap_interval_brackets_estimate():
 def test_ranked_scores_equal_sklearn_with_weights_and_ties():
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from training.metrics import RankedScores
+    from journey_stage.training.metrics import RankedScores
 
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -54,7 +54,7 @@ def test_ranked_scores_equal_sklearn_with_weights_and_ties():
 
 
 def test_stage_log_loss_independent_of_class_order():
-    from training.metrics import stage_metrics
+    from journey_stage.training.metrics import stage_metrics
 
     classes = ["awareness", "decision", "lapsed"]
     y = np.array(["lapsed", "awareness", "decision", "lapsed"])

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from journey.settings import Settings
-from training.models import fit_task
+from journey_stage.core.settings import Settings
+from journey_stage.training.models import fit_task
 
 
 @pytest.mark.parametrize("task,k,rows", [("churn", 2, 3000), ("churn", 2, 6000), ("stage", 4, 3000), ("conversion", 2, 500)])
@@ -73,7 +73,8 @@ def test_blend_weight_is_chosen_on_validation_and_the_fast_path_matches_sklearn(
     logistic regression keeps ranking, so the validation slice picks a blend (w < 1)."""
     from sklearn.metrics import roc_auc_score
 
-    from training.models import LinearMargin, fit_logistic
+    from journey_stage.model.task_model import LinearMargin
+    from journey_stage.training.models import fit_logistic
 
     rng = np.random.default_rng(3)
     X_tr, y_tr = _shifted(rng, 4000, 0.0, 1.0)

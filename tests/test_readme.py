@@ -236,7 +236,7 @@ class Sandbox:
         """Small inputs: shrink the output of a `journey convert` to SHRINK customers."""
         argv = shlex.split(run)
         if argv[:2] == ["journey", "convert"] and argv[2] in SHRINK:
-            from journey.io import taxonomy_hint, write_table
+            from journey_stage.core.io import taxonomy_hint, write_table
 
             out = self.root / argv[argv.index("--out") + 1]
             df = pd.read_parquet(out)

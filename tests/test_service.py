@@ -93,7 +93,7 @@ def chosen(events):
 
 
 def python_records(predictor, events, ids, as_of):
-    from serving.scoring import score_events, to_records
+    from journey_stage.model.scoring import score_events, to_records
 
     frame = score_events(predictor, events[events["customer_id"].isin(ids)], as_of, eligible_only=False, reasons=True)
     return {r["customer_id"]: r for r in to_records(frame, predictor)}
@@ -223,7 +223,7 @@ def test_parity_with_python_scoring(client, events, chosen, predictor):
 def test_parity_with_batch_scoring_of_a_file(client, events, chosen, predictor, tmp_path):
     """The same histories scored by `journey score`'s engine (a Parquet file in, a Parquet file out)
     and over HTTP: the same stage, probabilities and next best action."""
-    from serving.batch import score_file
+    from journey_stage.serving.batch import score_file
 
     mine = events[events["customer_id"].isin(chosen["ids"])]
     mine.to_parquet(tmp_path / "events.parquet", index=False)

@@ -8,9 +8,9 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from journey.errors import ConfigError, JourneyError
-from journey.settings import Horizons, Settings, build_settings, parse_horizon_flags, read_config_file
-from journey.taxonomy import load_taxonomy
+from journey_stage.core.errors import ConfigError, JourneyError
+from journey_stage.core.settings import Horizons, Settings, build_settings, parse_horizon_flags, read_config_file
+from journey_stage.core.taxonomy import load_taxonomy
 
 
 def test_defaults_equal_spec_section_4():

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features, eligible
-from features.encode import US_PER_DAY, encode, from_us, to_us
-from features.labels import build_labels
-from features.snapshots import build_snapshots, customer_subset, eligible_at, plan_cutoffs
-from journey.events import canonical_events
-from journey.generate import generate_events
-from journey.settings import TASKS, Settings, build_settings
-from journey.taxonomy import load_taxonomy
+from journey_stage.features.build import build_features, eligible
+from journey_stage.features.encode import US_PER_DAY, encode, from_us, to_us
+from journey_stage.features.labels import build_labels
+from journey_stage.features.snapshots import build_snapshots, customer_subset, eligible_at, plan_cutoffs
+from journey_stage.core.events import canonical_events
+from journey_stage.synthetic.generate import generate_events
+from journey_stage.core.settings import TASKS, Settings, build_settings
+from journey_stage.core.taxonomy import load_taxonomy
 
 TAX = load_taxonomy("five_stage")
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -140,7 +140,7 @@ def test_outcomes_recorded_from_drops_earlier_training_cutoffs(enc):
 
 
 def test_settings_reject_unknown_label_window_mode():
-    from journey.errors import ConfigError
+    from journey_stage.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="label_windows"):
         build_settings({"label_windows": "peek"})
@@ -148,8 +148,8 @@ def test_settings_reject_unknown_label_window_mode():
 
 @pytest.mark.skipif(not (REAL / "olist_marketing_funnel").exists(), reason="real data not present")
 def test_olist_preset_plan_trains_on_recorded_outcomes_without_reading_past_test(tmp_path):
-    from journey.convert import convert_olist_funnel
-    from journey.io import read_events, write_table
+    from journey_stage.core.convert import convert_olist_funnel
+    from journey_stage.core.io import read_events, write_table
 
     tax = load_taxonomy("olist_funnel")
     out = tmp_path / "olist.parquet"
@@ -187,7 +187,7 @@ def test_test_span_days_without_test_from(enc):
 
 
 def test_cap_train_rows_equal_share_per_cutoff():
-    from training.pipeline import cap_train_rows
+    from journey_stage.training.pipeline import cap_train_rows
 
     cut = np.repeat([1, 2, 3, 4], [10, 500, 20, 800])
     rows = np.arange(len(cut)) + 7

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from journey.errors import ConfigError, JourneyError
-from journey.settings import build_settings
-from journey.taxonomy import LAPSED, ROLES, Taxonomy, load_taxonomy, preset_names, taxonomy_from_dict
+from journey_stage.core.errors import ConfigError, JourneyError
+from journey_stage.core.settings import build_settings
+from journey_stage.core.taxonomy import LAPSED, ROLES, Taxonomy, load_taxonomy, preset_names, taxonomy_from_dict
 
 FIVE_STAGE_EVENTS = {
     "awareness": ["ad_impression", "ad_click", "social_view", "social_follow", "influencer_view", "hashtag_view",
@@ -136,7 +136,7 @@ def test_to_dict_round_trips(name):
 def test_load_by_path_to_a_preset_file():
     from importlib import resources
 
-    path = resources.files("journey.taxonomies").joinpath("aida.toml")
+    path = resources.files("journey_stage.core.taxonomies").joinpath("aida.toml")
     assert load_taxonomy(str(path)) == load_taxonomy("aida")
 
 

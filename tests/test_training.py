@@ -9,13 +9,14 @@ import mlflow
 import numpy as np
 import pytest
 
-from journey.events import canonical_events
-from journey.generate import generate_events
-from journey.io import write_table
-from journey.settings import Settings, build_settings
-from journey.taxonomy import load_taxonomy
-from training import tracking
-from training.pipeline import train_and_evaluate
+from journey_stage.core.events import canonical_events
+from journey_stage.synthetic.generate import generate_events
+from journey_stage.core.io import write_table
+from journey_stage.core.settings import Settings, build_settings
+from journey_stage.core.taxonomy import load_taxonomy
+from journey_stage.training import tracking
+from journey_stage.model import registry
+from journey_stage.training.pipeline import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def events_file(tmp_path_factory):
 
 
 def _train(events_file, report_dir, overrides, name="journey-stage"):
-    from journey.cli import run_training
+    from journey_stage.cli import run_training
 
     tax = load_taxonomy("five_stage")
     return run_training(events_file, tax, build_settings(overrides), report_dir, model_name=name)
@@ -55,7 +56,7 @@ def _cycle(events_file, tmp_path, name):
             assert ("LightGBM (" if w == 1 else f"LightGBM x{w:g} + logistic regression x{1 - w:g}") in page
     d = tracking.promote(name)
     assert d["promoted"] and d["reason"] == "no champion yet"
-    predictor = tracking.load_predictor(f"models:/{name}@champion")
+    predictor = registry.load_predictor(f"models:/{name}@champion")
     assert predictor.info["version"] == good["version"]
     # the pyfunc model predicts from raw events
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.encode import EncodedEvents
-from training.metrics import binary_metrics, stage_metrics
-from training.pipeline import PRIMARY, TaskEval
-from training.predictor import JourneyPredictor
+from journey_stage.features.encode import EncodedEvents
+from journey_stage.training.metrics import binary_metrics, stage_metrics
+from journey_stage.training.pipeline import PRIMARY, TaskEval
+from journey_stage.model.predictor import JourneyPredictor
 
 
 def primary_scores(predictor: JourneyPredictor, events: EncodedEvents, evals: dict[str, TaskEval]) -> dict[str, float | None]:
@@ -45,11 +45,11 @@ def challenger_scores(report: dict) -> dict[str, float]:
 
 def evaluate_predictor(predictor: JourneyPredictor, events: EncodedEvents) -> dict:
     """``journey evaluate``: a registered model on new data, at the latest test cutoff(s) its settings allow."""
-    from features.build import eligible
-    from features.encode import from_us
-    from features.labels import build_labels
-    from features.snapshots import plan_cutoffs
-    from training.pipeline import _stage_names
+    from journey_stage.features.build import eligible
+    from journey_stage.features.encode import from_us
+    from journey_stage.features.labels import build_labels
+    from journey_stage.features.snapshots import plan_cutoffs
+    from journey_stage.training.pipeline import _stage_names
 
     plan = plan_cutoffs(events, predictor.settings)
     tasks: dict[str, dict] = {}

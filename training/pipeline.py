@@ -13,13 +13,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from features.encode import EncodedEvents, encode, from_us
-from features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
-from journey.settings import TASKS, Settings
-from journey.taxonomy import Taxonomy
-from training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
-from training.models import fit_logistic, fit_task
-from training.predictor import BINARY_TASKS, JourneyPredictor
+from journey_stage.features.encode import EncodedEvents, encode, from_us
+from journey_stage.features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
+from journey_stage.core.settings import TASKS, Settings
+from journey_stage.core.taxonomy import Taxonomy
+from journey_stage.training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
+from journey_stage.training.models import fit_logistic, fit_task
+from journey_stage.model.predictor import BINARY_TASKS, JourneyPredictor
 
 
 @dataclass

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 
-from journey.io import write_json, write_text  # noqa: E402
+from journey_stage.core.io import write_json, write_text  # noqa: E402
 
 
 def _png(fig) -> bytes:

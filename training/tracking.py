@@ -1,13 +1,10 @@
-"""MLflow: tracking, the pyfunc model, the registry and the champion/challenger gate.
-
-Embedded default: a SQLite store in a local folder (``JOURNEY_HOME``, default ``./.journey``);
-``MLFLOW_TRACKING_URI`` switches to a real tracking server.
-"""
+"""MLflow tracking of a training run (params, metrics, report, the pyfunc model), registration
+and the champion/challenger gate. Where the store is and how a model is loaded:
+:mod:`journey_stage.model.registry`."""
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -18,57 +15,14 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from journey.errors import ModelError
-from training.predictor import JourneyPredictor
-
-EXPERIMENT = "journey-stage"
-DEFAULT_MODEL_URI = "models:/journey-stage@champion"
-
-
-def journey_home() -> Path:
-    return Path(os.environ.get("JOURNEY_HOME", ".journey")).resolve()
-
-
-def configure() -> str:
-    """Point MLflow at the server in MLFLOW_TRACKING_URI or at the embedded SQLite store."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        home = journey_home()
-        home.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{home / 'mlflow.db'}"
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=(home / "artifacts").as_uri())
-    else:
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI", uri))  # never a stale embedded registry
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            mlflow.create_experiment(EXPERIMENT)
-    mlflow.set_experiment(EXPERIMENT)
-    return uri
-
-
-class JourneyModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper: input = canonical events (one row per touchpoint), params: as_of;
-    output = one row per eligible customer with the columns of ``serving.scoring.output_columns``."""
-
-    def load_context(self, context):
-        self.predictor: JourneyPredictor = joblib.load(context.artifacts["predictor"])
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        from journey.events import canonical_events
-        from serving.scoring import score_events
-
-        as_of = (params or {}).get("as_of") or None
-        events = canonical_events(model_input, "model input", self.predictor.taxonomy).events
-        return score_events(self.predictor, events, as_of)
+from journey_stage.core.errors import ModelError
+from journey_stage.model import pyfunc
+from journey_stage.model.registry import configure
+from journey_stage.model.scoring import score_events
 
 
 def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, plots: dict[str, Path], model_name: str) -> dict:
     """Log params, fingerprint, metrics, report and plots; log + register the model as challenger."""
-    from serving.scoring import score_events
-
     configure()
     predictor = outcome.predictor
     with mlflow.start_run() as run:
@@ -86,7 +40,7 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
             sig = infer_signature(example, out, params={"as_of": ""})
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # models from code
+                python_model=str(Path(pyfunc.__file__).with_name("pyfunc_model.py")),  # models from code
                 artifacts={"predictor": str(path)},
                 signature=sig,
                 input_example=example,
@@ -108,33 +62,6 @@ def _flat_metrics(report: dict) -> dict[str, float]:
                 if isinstance(v, (int, float)) and not (isinstance(v, float) and np.isnan(v)):
                     out[f"{task}.{who}.{k}"] = float(v)
     return out
-
-
-def load_predictor(uri: str = DEFAULT_MODEL_URI) -> JourneyPredictor:
-    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``) as a predictor."""
-    configure()
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
-        first = str(exc).splitlines()[0][:200]
-        raise ModelError(f"cannot load model {uri!r}: {first}", "train one with `journey train` (or `journey demo`), or pass --model URI.") from None
-    predictor: JourneyPredictor = model.unwrap_python_model().predictor
-    predictor.check_compatible()
-    name, version, alias = _resolve(uri)
-    predictor.info.update({"name": name, "version": version, "alias": alias, "uri": uri})
-    return predictor
-
-
-def _resolve(uri: str) -> tuple[str, str, str | None]:
-    if not uri.startswith("models:/"):
-        return uri, "", None
-    rest = uri[len("models:/"):]
-    client = MlflowClient()
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        return name, str(client.get_model_version_by_alias(name, alias).version), alias
-    name, _, version = rest.partition("/")
-    return name, version, None
 
 
 def promote(model_name: str) -> dict:

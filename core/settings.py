@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from journey.errors import ConfigError
+from journey_stage.core.errors import ConfigError
 
 TASKS = ("stage", "churn", "advocacy", "conversion")
 

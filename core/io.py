@@ -12,16 +12,16 @@ from typing import Iterator
 import pandas as pd
 import pyarrow.parquet as pq
 
-from journey import errors
-from journey.events import Validated, canonical_events, concat_validated
-from journey.taxonomy import Taxonomy
+from journey_stage.core import errors
+from journey_stage.core.events import Validated, canonical_events, concat_validated
+from journey_stage.core.taxonomy import Taxonomy
 
 SUFFIXES = {
     ".parquet": "Parquet", ".pq": "Parquet",
     ".csv": "CSV", ".csv.gz": "CSV", ".tsv": "CSV",
     ".jsonl": "JSON Lines", ".jsonl.gz": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON Lines",
 }
-TAXONOMY_METADATA_KEY = b"journey.taxonomy"
+TAXONOMY_METADATA_KEY = b"journey_stage.core.taxonomy"
 
 
 def _kind(path: Path) -> str | None:

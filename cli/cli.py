@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from journey.errors import JourneyError
+from journey_stage.core.errors import JourneyError
 
 app = typer.Typer(help="Customer journey stage prediction: train, evaluate, register, serve and score.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -49,9 +49,9 @@ def progress_bar() -> Progress:
 
 
 def _taxonomy_and_settings(events: Path, taxonomy: str | None, config: Path | None, horizon: list[str], overrides: dict):
-    from journey.io import taxonomy_hint
-    from journey.settings import build_settings, parse_horizon_flags, read_config_file
-    from journey.taxonomy import load_taxonomy
+    from journey_stage.core.io import taxonomy_hint
+    from journey_stage.core.settings import build_settings, parse_horizon_flags, read_config_file
+    from journey_stage.core.taxonomy import load_taxonomy
 
     cfg = read_config_file(config) if config else {}
     name = taxonomy or cfg.get("taxonomy") or taxonomy_hint(events) or "five_stage"
@@ -65,11 +65,11 @@ def _taxonomy_and_settings(events: Path, taxonomy: str | None, config: Path | No
 
 
 def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None):
-    from journey import io
-    from journey.events import Validated
+    from journey_stage.core import io
+    from journey_stage.core.events import Validated
 
     if unknown_stage:
-        from journey.io import event_files, read_raw
+        from journey_stage.core.io import event_files, read_raw
 
         types = set()
         for f in event_files(events):
@@ -94,8 +94,8 @@ def generate(
 ) -> None:
     """Synthetic social-media customer journeys (with the true latent stage in column true_stage)."""
     with friendly():
-        from journey.generate import generate_events
-        from journey.io import write_table
+        from journey_stage.synthetic.generate import generate_events
+        from journey_stage.core.io import write_table
 
         t0 = time.time()
         df = generate_events(customers, seed=seed, start=start, days=days)
@@ -111,8 +111,8 @@ def convert(
 ) -> None:
     """Convert a real public dataset to canonical events, with its taxonomy preset."""
     with friendly():
-        from journey.convert import CONVERTERS
-        from journey.io import write_table
+        from journey_stage.core.convert import CONVERTERS
+        from journey_stage.core.io import write_table
 
         if dataset not in CONVERTERS:
             raise JourneyError(f"unknown dataset {dataset!r}.", f"use one of {sorted(CONVERTERS)}.")
@@ -130,8 +130,8 @@ def validate(
 ) -> None:
     """Check an events file against the schema and taxonomy; report every problem (exit 1 if any)."""
     with friendly():
-        from journey import io
-        from journey.taxonomy import load_taxonomy
+        from journey_stage.core import io
+        from journey_stage.core.taxonomy import load_taxonomy
 
         tax = load_taxonomy(taxonomy or io.taxonomy_hint(events) or "five_stage")
         result = io.read_events(events, tax, allow_rejects=True)
@@ -150,10 +150,11 @@ def validate(
 
 def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | None = None, unknown_stage: str | None = None, model_name: str | None = None) -> dict:
     """Train, evaluate, write the report, log to MLflow and register a challenger (shared by train and demo)."""
-    from features.encode import encode
-    from training import gate, tracking
-    from training.pipeline import train_and_evaluate
-    from training.report import write_report
+    from journey_stage.features.encode import encode
+    from journey_stage.training import gate, tracking
+    from journey_stage.model import registry
+    from journey_stage.training.pipeline import train_and_evaluate
+    from journey_stage.training.report import write_report
 
     result, tax = _read(events, tax, rejects, unknown_stage)
     with progress_bar() as bar:
@@ -169,12 +170,12 @@ def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | 
     for m in outcome.messages:
         console.print(f"[yellow]note:[/] {m}", highlight=False)
     name = model_name or settings.model_name
-    tracking.configure()
+    registry.configure()
     champion_version = tracking.current_champion(name)
     champ_scores = None
     if champion_version is not None:
         try:
-            champ = tracking.load_predictor(f"models:/{name}/{champion_version}")
+            champ = registry.load_predictor(f"models:/{name}/{champion_version}")
             champ_scores = gate.primary_scores(champ, enc, outcome.evals)
         except JourneyError as exc:
             console.print(f"[yellow]note:[/] champion v{champion_version} could not be evaluated on this test data: {exc.message}")
@@ -228,11 +229,12 @@ def evaluate(
 ) -> None:
     """Evaluate a registered model on new data (its own settings, latest test cutoffs)."""
     with friendly():
-        from features.encode import encode
-        from journey import io
-        from training import gate, tracking
+        from journey_stage.features.encode import encode
+        from journey_stage.core import io
+        from journey_stage.training import gate, tracking
+        from journey_stage.model import registry
 
-        predictor = tracking.load_predictor(model)
+        predictor = registry.load_predictor(model)
         result = io.read_events(events, predictor.taxonomy)
         enc = encode(result.events, predictor.taxonomy)
         evaluation = gate.evaluate_predictor(predictor, enc)
@@ -247,7 +249,8 @@ def promote(
 ) -> None:
     """Champion/challenger gate: promote the challenger if at least as good on the champion's primary metrics."""
     with friendly():
-        from training import tracking
+        from journey_stage.training import tracking
+        from journey_stage.model import registry
 
         d = tracking.promote(name)
         for k, v in d["comparisons"].items():
@@ -271,7 +274,7 @@ def score(
 ) -> None:
     """Batch scoring: one output row per eligible customer (as of --as-of, default the latest event of the input)."""
     with friendly():
-        from serving.batch import score_file
+        from journey_stage.serving.batch import score_file
 
         if engine not in ("local", "spark"):
             raise JourneyError(f"--engine {engine!r}: expected local or spark.", "use --engine local or --engine spark.")
@@ -296,10 +299,10 @@ def serve(
     """Start the HTTP prediction service (BentoML)."""
     with friendly():
         env = dict(os.environ, JOURNEY_MODEL_URI=model)
-        from training.tracking import configure
+        from journey_stage.model.registry import configure
 
         env.setdefault("MLFLOW_TRACKING_URI", configure())
-        cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:JourneyService", "--host", host, "--port", str(port)]
+        cmd = [sys.executable, "-m", "bentoml", "serve", "journey_stage.serving.service:JourneyService", "--host", host, "--port", str(port)]
         os.execvpe(cmd[0], cmd, env)
 
 
@@ -312,12 +315,13 @@ def demo(
 ) -> None:
     """The main job: generate, train, evaluate, register, promote, score; print where everything is."""
     with friendly():
-        from journey.generate import generate_events
-        from journey.io import write_table
-        from journey.settings import build_settings
-        from journey.taxonomy import load_taxonomy
-        from serving.batch import score_file
-        from training import tracking
+        from journey_stage.synthetic.generate import generate_events
+        from journey_stage.core.io import write_table
+        from journey_stage.core.settings import build_settings
+        from journey_stage.core.taxonomy import load_taxonomy
+        from journey_stage.serving.batch import score_file
+        from journey_stage.training import tracking
+        from journey_stage.model import registry
 
         t0 = time.time()
         workdir.mkdir(parents=True, exist_ok=True)
@@ -336,8 +340,8 @@ def demo(
         out.print(f"promotion: v{d['challenger']} {'promoted to champion' if d['promoted'] else 'not promoted'} ({d['reason']})")
         out.print(f"report:       {workdir / 'report' / 'report.html'}  (and report.json)")
         out.print(f"scores:       {scores_path}  ({counts['scored']:,} customers)")
-        out.print(f"MLflow store: {tracking.configure()}")
-        out.print(f"MLflow UI:    mlflow ui --backend-store-uri {tracking.configure()}")
+        out.print(f"MLflow store: {registry.configure()}")
+        out.print(f"MLflow UI:    mlflow ui --backend-store-uri {registry.configure()}")
         out.print(f"HTTP service: JOURNEY_HOME={os.environ['JOURNEY_HOME']} journey serve --port 3000")
         out.print(f"done in {time.time() - t0:.0f}s")
 

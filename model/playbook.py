@@ -9,8 +9,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from journey.errors import ConfigError
-from journey.taxonomy import LAPSED, ROLES
+from journey_stage.core.errors import ConfigError
+from journey_stage.core.taxonomy import LAPSED, ROLES
 
 CONDITIONS = {"stages", "churn_at_least", "advocacy_at_least", "conversion_at_least", "feature_at_most"}
 
@@ -66,11 +66,11 @@ class Playbook:
 def load_playbook(path: str | Path | None = None) -> Playbook:
     """The default playbook shipped with the package, or a TOML file (parsed once per path)."""
     if path is None:
-        text, source = resources.files("serving").joinpath("playbook.toml").read_text(), "default playbook"
+        text, source = resources.files("journey_stage.model").joinpath("playbook.toml").read_text(), "default playbook"
     else:
         p = Path(path)
         if not p.exists():
-            raise ConfigError(f"{p}: playbook file not found.", "pass an existing TOML file (see serving/playbook.toml).")
+            raise ConfigError(f"{p}: playbook file not found.", "pass an existing TOML file (see model/playbook.toml).")
         text, source = p.read_text(), str(p)
     try:
         data = tomllib.loads(text)

@@ -11,11 +11,12 @@ import json
 import numpy as np
 import pandas as pd
 
-from features.build import eligible
-from features.encode import encode, from_us, to_us
-from journey.taxonomy import LAPSED, LAPSED_INDEX
-from serving.playbook import Playbook, load_playbook
-from training.predictor import BINARY_TASKS, JourneyPredictor
+from journey_stage.core.coerce import finite_or_none
+from journey_stage.features.build import eligible
+from journey_stage.features.encode import encode, from_us, to_us
+from journey_stage.core.taxonomy import LAPSED, LAPSED_INDEX
+from journey_stage.model.playbook import Playbook, load_playbook
+from journey_stage.model.predictor import BINARY_TASKS, JourneyPredictor
 
 
 def output_columns(predictor: JourneyPredictor, reasons: bool = False) -> list[str]:
@@ -134,8 +135,8 @@ def to_records(frame: pd.DataFrame, predictor: JourneyPredictor) -> list[dict]:
 def _records(col: dict, predictor: JourneyPredictor, with_eligible: bool = False) -> list[dict]:
     stages = predictor.taxonomy.stages
     n = len(col["customer_id"])
-    probs = {s: [_num(v) for v in _list(col[f"stage_probability_{s}"])] for s in stages}
-    binary = {t: [_num(v) for v in _list(col[f"{t}_probability"])] for t in BINARY_TASKS}
+    probs = {s: [finite_or_none(v) for v in _list(col[f"stage_probability_{s}"])] for s in stages}
+    binary = {t: [finite_or_none(v) for v in _list(col[f"{t}_probability"])] for t in BINARY_TASKS}
     reasons = col.get("reasons") or [{}] * n
     recs = []
     for i in range(n):
@@ -172,13 +173,6 @@ def _role(predictor: JourneyPredictor, stage: str | None) -> str:
     if stage == LAPSED:
         return LAPSED
     return predictor.taxonomy.role_of_stage(stage)
-
-
-def _num(v) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return None if v != v else v
 
 
 __all__ = ["score_events", "score_records", "score_columns", "to_records", "output_columns", "LAPSED_INDEX"]

@@ -1,6 +1,6 @@
 """Events (SPEC section 2): validate a raw table and turn it into the canonical frame.
 
-Pure functions over DataFrames; files are read in :mod:`journey.io`. The canonical frame has the
+Pure functions over DataFrames; files are read in :mod:`journey_stage.core.io`. The canonical frame has the
 columns of :data:`COLUMNS`, typed, timestamps in UTC, exact duplicates removed, sorted by
 (customer_id, timestamp, event_type). Invalid rows are never dropped silently: they are returned
 as rejects with one reason per row, and :func:`canonical_events` raises when rejects are not
@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from journey import errors
-from journey.errors import InputError, Problem
-from journey.taxonomy import Taxonomy
+from journey_stage.core import errors
+from journey_stage.core.errors import InputError, Problem
+from journey_stage.core.taxonomy import Taxonomy
 
 REQUIRED = ("customer_id", "timestamp", "event_type")
 OPTIONAL = ("channel", "value", "campaign")

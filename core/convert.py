@@ -2,15 +2,15 @@
 
 Each converter is a pure function ``src -> DataFrame`` that reads the original download (a file or
 the folder that holds it), maps every source row to canonical events and returns them with the
-columns of :data:`journey.events.COLUMNS`, typed (ids as strings with their zero padding,
+columns of :data:`journey_stage.core.events.COLUMNS`, typed (ids as strings with their zero padding,
 timestamps ``datetime64[us, UTC]``, ``value`` float64), sorted by customer, time and event type.
 Rows are converted one to one: nothing is aggregated, deduplicated or dropped here, so exact
 duplicates of the source (CDNOW and REES46 have a few) reach the events reader, which removes
 them and reports the count. A missing file, a missing column or a value that cannot be read
-raises :func:`journey.errors.convert_source_invalid` naming the file (and the row).
+raises :func:`journey_stage.core.errors.convert_source_invalid` naming the file (and the row).
 
 :data:`CONVERTERS` maps the CLI dataset name to ``(function, taxonomy preset name)``; the presets
-live in ``journey/taxonomies/<preset>.toml`` and carry the settings each dataset needs.
+live in ``core/taxonomies/<preset>.toml`` and carry the settings each dataset needs.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from journey import errors
-from journey.events import COLUMNS, TS_DTYPE, sort_events
+from journey_stage.core import errors
+from journey_stage.core.events import COLUMNS, TS_DTYPE, sort_events
 
 CDNOW_FILE = "CDNOW_master.txt"
 CDNOW_COLUMNS = ("customer_id", "date", "number_of_cds", "dollar_value")
@@ -247,7 +247,7 @@ def convert_rees46(src: Path | str) -> pd.DataFrame:
 
 ConvertFn = Callable[[Path], pd.DataFrame]
 
-# CLI dataset name -> (converter, taxonomy preset name in journey/taxonomies/)
+# CLI dataset name -> (converter, taxonomy preset name in core/taxonomies/)
 CONVERTERS: dict[str, tuple[ConvertFn, str]] = {
     "cdnow": (convert_cdnow, "cdnow"),
     "olist-funnel": (convert_olist_funnel, "olist_funnel"),

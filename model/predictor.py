@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.build import FEATURE_VERSION, FeatureFrame, build_features
-from features.labels import task_applies
-from features.encode import EncodedEvents
-from journey.errors import ModelError
-from journey.settings import Settings
-from journey.taxonomy import Taxonomy
-from training.models import TaskModel
+from journey_stage.features.build import FEATURE_VERSION, FeatureFrame, build_features
+from journey_stage.features.labels import task_applies
+from journey_stage.features.encode import EncodedEvents
+from journey_stage.core.errors import ModelError
+from journey_stage.core.settings import Settings
+from journey_stage.core.taxonomy import Taxonomy
+from journey_stage.model.task_model import TaskModel
 
 BINARY_TASKS = ("churn", "advocacy", "conversion")
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from journey.errors import ConfigError
+from journey_stage.core.errors import ConfigError
 
 ROLES = ("awareness", "consideration", "decision", "retention", "advocacy")
 LAPSED = "lapsed"
@@ -80,13 +80,13 @@ class Taxonomy:
 
 
 def preset_names() -> list[str]:
-    files = resources.files("journey.taxonomies")
+    files = resources.files("journey_stage.core.taxonomies")
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
 
 
 def taxonomy_from_dict(data: dict[str, Any], source: str) -> Taxonomy:
     def bad(msg: str) -> ConfigError:
-        return ConfigError(f"{source}: {msg}", "see journey/taxonomies/five_stage.toml for the format.")
+        return ConfigError(f"{source}: {msg}", "see core/taxonomies/five_stage.toml for the format.")
 
     name = data.get("name") or Path(source).stem
     stages = data.get("stages")
@@ -139,5 +139,5 @@ def load_taxonomy(name_or_path: str | Path = "five_stage") -> Taxonomy:
         return taxonomy_from_dict(data, str(p))
     if text not in preset_names():
         raise ConfigError(f"taxonomy {text!r} is not a preset or a file.", f"use one of {preset_names()} or a path to a TOML file.")
-    data = tomllib.loads(resources.files("journey.taxonomies").joinpath(f"{text}.toml").read_text())
+    data = tomllib.loads(resources.files("journey_stage.core.taxonomies").joinpath(f"{text}.toml").read_text())
     return taxonomy_from_dict(data, f"preset '{text}'")

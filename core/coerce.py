@@ -1,0 +1,51 @@
+"""Small value coercions shared by every edge (CLI, batch, Spark, HTTP): one as-of parser, one
+number helper. Pure functions; errors come from :mod:`journey_stage.core.errors`."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from journey_stage.core.errors import JourneyError
+from journey_stage.core.events import iso_us
+
+AS_OF_HINT = "use ISO 8601, e.g. 2025-06-30T23:59:59+00:00 (a time without offset is UTC)."
+
+
+def parse_as_of(as_of: Any, source: str = "--as-of") -> pd.Timestamp | None:
+    """An as-of time (ISO 8601 text, naive = UTC; or a timestamp) as a UTC Timestamp in
+    microseconds; None when ``as_of`` is None or blank (the caller picks the default: the latest
+    event in batch, now over HTTP). Anything else raises one :class:`JourneyError` naming
+    ``source``."""
+    if as_of is None or (isinstance(as_of, str) and not as_of.strip()):
+        return None
+    if isinstance(as_of, str):
+        text = as_of.strip()
+        us = iso_us(text)  # plain ISO 8601: the instant pandas would parse, without its overhead
+        if us is not None:
+            return pd.Timestamp(us, unit="us", tz="UTC")
+        as_of = text
+    elif not isinstance(as_of, (datetime, pd.Timestamp)):
+        raise JourneyError(f"{source} {as_of!r}: expected an ISO 8601 timestamp, got a {type(as_of).__name__}.", AS_OF_HINT)
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise JourneyError(f"{source} {as_of!r}: not a timestamp ({str(exc).splitlines()[0][:120]}).", AS_OF_HINT) from None
+    if ts is pd.NaT:
+        raise JourneyError(f"{source} {as_of!r}: not a timestamp.", AS_OF_HINT)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.as_unit("us")
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``float(value)`` when it is a finite number, else None (NaN, infinities, None, text)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,70 @@
+"""Where models live: MLflow's tracking store and registry (embedded SQLite under ``JOURNEY_HOME``
+by default, ``MLFLOW_TRACKING_URI`` for a real server), and loading a registered model as a
+:class:`~journey_stage.model.predictor.JourneyPredictor`. Used by training, batch, Spark and
+the HTTP service alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from journey_stage.core.errors import ModelError
+from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings
+from journey_stage.model.predictor import JourneyPredictor
+
+EXPERIMENT = "journey-stage"
+
+
+def journey_home(runtime: RuntimeSettings | None = None) -> Path:
+    return (runtime or RuntimeSettings.from_env()).home_path
+
+
+def configure(runtime: RuntimeSettings | None = None) -> str:
+    """Point MLflow at the server in ``runtime.tracking_uri`` (MLFLOW_TRACKING_URI) or at the
+    embedded SQLite store in ``runtime.home`` (JOURNEY_HOME); default: the environment, read now."""
+    runtime = runtime or RuntimeSettings.from_env()
+    uri = runtime.tracking_uri
+    if not uri:
+        home = runtime.home_path
+        home.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{home / 'mlflow.db'}"
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=(home / "artifacts").as_uri())
+    else:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(runtime.registry_uri or uri)  # never a stale embedded registry
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT)
+    mlflow.set_experiment(EXPERIMENT)
+    return uri
+
+
+def load_predictor(uri: str = DEFAULT_MODEL_URI) -> JourneyPredictor:
+    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``) as a predictor."""
+    configure()
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
+        first = str(exc).splitlines()[0][:200]
+        raise ModelError(f"cannot load model {uri!r}: {first}", "train one with `journey train` (or `journey demo`), or pass --model URI.") from None
+    predictor: JourneyPredictor = model.unwrap_python_model().predictor
+    predictor.check_compatible()
+    name, version, alias = _resolve(uri)
+    predictor.info.update({"name": name, "version": version, "alias": alias, "uri": uri})
+    return predictor
+
+
+def _resolve(uri: str) -> tuple[str, str, str | None]:
+    if not uri.startswith("models:/"):
+        return uri, "", None
+    rest = uri[len("models:/"):]
+    client = MlflowClient()
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version), alias
+    name, _, version = rest.partition("/")
+    return name, version, None
