@@ -15,16 +15,26 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from journey_stage.core.errors import JourneyError
+from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings
 
 app = typer.Typer(help="Customer journey stage prediction: train, evaluate, register, serve and score.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 out = Console()
-STATE = {"debug": False}
+STATE: dict = {"debug": False, "runtime": None}
 
 
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
     STATE["debug"] = debug
+    with friendly():  # the runtime settings, read once per command; a bad variable is one line
+        STATE["runtime"] = RuntimeSettings.from_env()
+
+
+def runtime() -> RuntimeSettings:
+    """This command's runtime settings (read from the environment when the command started)."""
+    if STATE["runtime"] is None:
+        STATE["runtime"] = RuntimeSettings.from_env()
+    return STATE["runtime"]
 
 
 @contextmanager
@@ -170,7 +180,7 @@ def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | 
     for m in outcome.messages:
         console.print(f"[yellow]note:[/] {m}", highlight=False)
     name = model_name or settings.model_name
-    registry.configure()
+    registry.configure(runtime())
     champion_version = tracking.current_champion(name)
     champ_scores = None
     if champion_version is not None:
@@ -224,7 +234,7 @@ def train(
 @app.command()
 def evaluate(
     events: Path = typer.Option(..., "--events", help="Events file or folder."),
-    model: str = typer.Option("models:/journey-stage@champion", "--model", help="MLflow model URI."),
+    model: str = typer.Option(DEFAULT_MODEL_URI, "--model", help="MLflow model URI."),
     report: Path = typer.Option(Path("evaluation"), "--report", help="Folder for report.json."),
 ) -> None:
     """Evaluate a registered model on new data (its own settings, latest test cutoffs)."""
@@ -250,7 +260,6 @@ def promote(
     """Champion/challenger gate: promote the challenger if at least as good on the champion's primary metrics."""
     with friendly():
         from journey_stage.training import tracking
-        from journey_stage.model import registry
 
         d = tracking.promote(name)
         for k, v in d["comparisons"].items():
@@ -263,7 +272,7 @@ def promote(
 def score(
     events: Path = typer.Option(..., "--events", help="Events file or folder."),
     out_path: Path = typer.Option(..., "--out", help="Output .parquet or .csv (written atomically)."),
-    model: str = typer.Option("models:/journey-stage@champion", "--model", help="MLflow model URI."),
+    model: str = typer.Option(DEFAULT_MODEL_URI, "--model", help="MLflow model URI."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Score as of this time (default: the latest event)."),
     engine: str = typer.Option("local", "--engine", help="local or spark."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
@@ -292,7 +301,7 @@ def score(
 
 @app.command()
 def serve(
-    model: str = typer.Option("models:/journey-stage@champion", "--model", envvar="JOURNEY_MODEL_URI", help="MLflow model URI."),
+    model: str = typer.Option(DEFAULT_MODEL_URI, "--model", envvar="JOURNEY_MODEL_URI", help="MLflow model URI."),
     port: int = typer.Option(3000, "--port", help="HTTP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
 ) -> None:
@@ -301,7 +310,7 @@ def serve(
         env = dict(os.environ, JOURNEY_MODEL_URI=model)
         from journey_stage.model.registry import configure
 
-        env.setdefault("MLFLOW_TRACKING_URI", configure())
+        env.setdefault("MLFLOW_TRACKING_URI", configure(runtime()))
         cmd = [sys.executable, "-m", "bentoml", "serve", "journey_stage.serving.service:JourneyService", "--host", host, "--port", str(port)]
         os.execvpe(cmd[0], cmd, env)
 
@@ -325,7 +334,8 @@ def demo(
 
         t0 = time.time()
         workdir.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("JOURNEY_HOME", str((workdir / "mlflow").resolve()))
+        os.environ.setdefault("JOURNEY_HOME", str((workdir / "mlflow").resolve()))  # child processes see it too
+        STATE["runtime"] = rt = RuntimeSettings.from_env()
         events_path = workdir / "events.parquet"
         df = generate_events(customers, seed=seed, days=days)
         write_table(df, events_path, taxonomy="five_stage")
@@ -340,9 +350,10 @@ def demo(
         out.print(f"promotion: v{d['challenger']} {'promoted to champion' if d['promoted'] else 'not promoted'} ({d['reason']})")
         out.print(f"report:       {workdir / 'report' / 'report.html'}  (and report.json)")
         out.print(f"scores:       {scores_path}  ({counts['scored']:,} customers)")
-        out.print(f"MLflow store: {registry.configure()}")
-        out.print(f"MLflow UI:    mlflow ui --backend-store-uri {registry.configure()}")
-        out.print(f"HTTP service: JOURNEY_HOME={os.environ['JOURNEY_HOME']} journey serve --port 3000")
+        store = registry.configure(rt)
+        out.print(f"MLflow store: {store}")
+        out.print(f"MLflow UI:    mlflow ui --backend-store-uri {store}")
+        out.print(f"HTTP service: JOURNEY_HOME={rt.home} journey serve --port 3000")
         out.print(f"done in {time.time() - t0:.0f}s")
 
 

@@ -71,6 +71,25 @@ def _parse_timestamps(s: pd.Series) -> pd.Series:
     return parsed.astype(TS_DTYPE)
 
 
+class _RowProblems:
+    """Problems found so far, per row: every problem of a row goes into its reject reason; the
+    first :data:`MAX_PROBLEMS` are kept as :class:`Problem` objects, all are counted."""
+
+    def __init__(self, n: int):
+        self.reason = np.full(n, "", dtype=object)
+        self.problems: list[Problem] = []
+        self.count = 0
+
+    def flag(self, mask: np.ndarray, make) -> None:
+        idx = np.flatnonzero(mask)
+        self.count += len(idx)
+        for i in idx:
+            p = make(i)
+            self.reason[i] = f"{self.reason[i]}; {p.message}" if self.reason[i] else p.message
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append(p)
+
+
 def validate_events(
     raw: pd.DataFrame,
     source: str = "<DataFrame>",
@@ -82,34 +101,21 @@ def validate_events(
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise errors.missing_columns(source, missing, [str(c) for c in raw.columns])
-    n = len(raw)
-    rows = np.arange(first_row, first_row + n)
-    reason = np.full(n, "", dtype=object)
-    problems: list[Problem] = []
-    n_problems = 0
-
-    def flag(mask: np.ndarray, make) -> None:
-        nonlocal n_problems
-        idx = np.flatnonzero(mask)  # every problem of a row goes into its reason
-        n_problems += len(idx)
-        for i in idx:
-            p = make(i)
-            reason[i] = f"{reason[i]}; {p.message}" if reason[i] else p.message
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(p)
+    rows = np.arange(first_row, first_row + len(raw))
+    found = _RowProblems(len(raw))
 
     cid_blank = _blank(raw["customer_id"])
-    flag(cid_blank, lambda i: errors.problem_missing(source, int(rows[i]), "customer_id"))
+    found.flag(cid_blank, lambda i: errors.problem_missing(source, int(rows[i]), "customer_id"))
 
     ts_raw = raw["timestamp"]
     ts_blank = _blank(ts_raw)
-    flag(ts_blank, lambda i: errors.problem_missing(source, int(rows[i]), "timestamp"))
+    found.flag(ts_blank, lambda i: errors.problem_missing(source, int(rows[i]), "timestamp"))
     ts = _parse_timestamps(ts_raw)
     ts_bad = ts.isna().to_numpy() & ~ts_blank
-    flag(ts_bad, lambda i: errors.problem_bad_timestamp(source, int(rows[i]), "timestamp", ts_raw.iloc[i]))
+    found.flag(ts_bad, lambda i: errors.problem_bad_timestamp(source, int(rows[i]), "timestamp", ts_raw.iloc[i]))
 
     et_blank = _blank(raw["event_type"])
-    flag(et_blank, lambda i: errors.problem_missing(source, int(rows[i]), "event_type"))
+    found.flag(et_blank, lambda i: errors.problem_missing(source, int(rows[i]), "event_type"))
     event_type = _as_str(raw["event_type"])
 
     unknown: list[str] = []
@@ -117,38 +123,48 @@ def validate_events(
         known = event_type.isin(list(taxonomy.event_role)).to_numpy() | et_blank
         if not known.all():
             unknown = sorted(pd.unique(event_type[~known]).tolist())
-            flag(~known, lambda i: errors.problem_unknown_event_type(source, int(rows[i]), "event_type", event_type.iloc[i], taxonomy.name))
-
-    if "value" in raw.columns:
-        v_raw = raw["value"]
-        v_blank = _blank(v_raw)
-        value = pd.to_numeric(v_raw.where(~v_blank), errors="coerce").astype("float64")
-        v_bad = (value.isna().to_numpy() & ~v_blank) | np.isinf(value.to_numpy())
-        flag(v_bad, lambda i: errors.problem_bad_number(source, int(rows[i]), "value", v_raw.iloc[i]))
-        v_neg = (value < 0).fillna(False).to_numpy(dtype=bool)
-        flag(v_neg, lambda i: errors.problem_negative_value(source, int(rows[i]), "value", v_raw.iloc[i]))
-    else:
-        value = pd.Series(np.nan, index=raw.index, dtype="float64")
-
-    def optional_str(col: str, lower: bool = False) -> pd.Series:
-        if col not in raw.columns:
-            return pd.Series(pd.NA, index=raw.index, dtype="str")
-        s = _as_str(raw[col])
-        return s.str.lower() if lower else s
+            found.flag(~known, lambda i: errors.problem_unknown_event_type(source, int(rows[i]), "event_type", event_type.iloc[i], taxonomy.name))
 
     events = pd.DataFrame(
         {
             "customer_id": _as_str(raw["customer_id"]),
             "timestamp": ts,
             "event_type": event_type,
-            "channel": optional_str("channel", lower=True),
-            "value": value,
-            "campaign": optional_str("campaign"),
+            "channel": _optional_str(raw, "channel", lower=True),
+            "value": _checked_values(raw, source, rows, found),
+            "campaign": _optional_str(raw, "campaign"),
         }
     )
-    bad = reason != ""
+    return _split_valid(raw, events, source, rows, found, unknown)
+
+
+def _checked_values(raw: pd.DataFrame, source: str, rows: np.ndarray, found: _RowProblems) -> pd.Series:
+    """The optional ``value`` column as float64 (NaN where blank or absent); non-numbers,
+    infinities and negative values are flagged."""
+    if "value" not in raw.columns:
+        return pd.Series(np.nan, index=raw.index, dtype="float64")
+    v_raw = raw["value"]
+    v_blank = _blank(v_raw)
+    value = pd.to_numeric(v_raw.where(~v_blank), errors="coerce").astype("float64")
+    v_bad = (value.isna().to_numpy() & ~v_blank) | np.isinf(value.to_numpy())
+    found.flag(v_bad, lambda i: errors.problem_bad_number(source, int(rows[i]), "value", v_raw.iloc[i]))
+    v_neg = (value < 0).fillna(False).to_numpy(dtype=bool)
+    found.flag(v_neg, lambda i: errors.problem_negative_value(source, int(rows[i]), "value", v_raw.iloc[i]))
+    return value
+
+
+def _optional_str(raw: pd.DataFrame, col: str, lower: bool = False) -> pd.Series:
+    if col not in raw.columns:
+        return pd.Series(pd.NA, index=raw.index, dtype="str")
+    s = _as_str(raw[col])
+    return s.str.lower() if lower else s
+
+
+def _split_valid(raw: pd.DataFrame, events: pd.DataFrame, source: str, rows: np.ndarray, found: _RowProblems, unknown: list[str]) -> Validated:
+    """Valid rows (deduplicated, canonical order) and rejected rows with their reasons."""
+    bad = found.reason != ""
     rejects = raw.loc[bad].astype("str").copy() if bad.any() else raw.iloc[:0].astype("str").copy()
-    rejects.insert(0, "reject_reason", reason[bad].astype(str))
+    rejects.insert(0, "reject_reason", found.reason[bad].astype(str))
     rejects.insert(0, "row", rows[bad])
     rejects.insert(0, "source", source)
     events = events.loc[~bad]
@@ -157,8 +173,8 @@ def validate_events(
     return Validated(
         events=events,
         rejects=rejects.reset_index(drop=True),
-        problems=problems,
-        n_problems=n_problems,
+        problems=found.problems,
+        n_problems=found.count,
         duplicates_removed=before - len(events),
         unknown_event_types=unknown,
         ignored_columns=[str(c) for c in raw.columns if c not in COLUMNS],

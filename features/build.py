@@ -1,13 +1,15 @@
 """Feature families of SPEC section 5, as pure functions of (events, as-of time, settings).
 
-All customers are computed at once with vectorised numpy segment operations over customer blocks
-(events are sorted by customer and time, so a customer's events in any look-back window are a
-suffix of its history: window counts come from one ``bincount`` over window buckets, "last / first
-event of a kind" from running maxima / minima of event positions). Blocks of customers run on two
-threads into one preallocated matrix; every value depends only on the customer's own events, so
-the result does not depend on the blocking. The single-customer path used by the HTTP service
-calls exactly the same :func:`build_features` on a one-customer encoding. Names explain
-themselves, e.g. ``events_30d_by_stage_decision`` = number of decision-stage events in (t-30d, t].
+Each family is one function named after it, ``family(ctx, out)`` (:data:`FAMILIES`, in schema
+order: recency, windows, sequence, transitions, sessions, gaps, diversity, rates, trend, observed
+stage), writing its columns from a shared :class:`~journey_stage.features.context.FamilyContext`
+that computes what several families need once. All customers are computed at once with vectorised
+numpy segment operations over customer blocks (see :mod:`journey_stage.features.context`). Blocks
+of customers run on two threads into one preallocated matrix; every value depends only on the
+customer's own events, so the result does not depend on the blocking. The single-customer path
+used by the HTTP service calls exactly the same :func:`build_features` on a one-customer encoding.
+Names explain themselves, e.g. ``events_30d_by_stage_decision`` = number of decision-stage events
+in (t-30d, t].
 
 Bump :data:`FEATURE_VERSION` whenever a definition changes: models record it and refuse a mismatch.
 """
@@ -21,15 +23,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from journey_stage.features.encode import CHANNELS, US_PER_DAY, EncodedEvents
 from journey_stage.core.settings import Settings
-from journey_stage.core.taxonomy import LAPSED_INDEX, ROLE_INDEX, ROLES
+from journey_stage.core.taxonomy import LAPSED_INDEX, ROLES
+from journey_stage.features.context import ADV, D30, D60, DEC, N_ROLES, RET, FamilyContext, days, first_at_or_after
+from journey_stage.features.encode import CHANNELS, US_PER_DAY, EncodedEvents
 
 FEATURE_VERSION = "2"
-N_ROLES = len(ROLES)
-ADV = ROLE_INDEX["advocacy"]
-RET = ROLE_INDEX["retention"]
-DEC = ROLE_INDEX["decision"]
 # Features holding a category code rather than a quantity (LightGBM treats them as categorical).
 CATEGORICAL_PREFIXES = ("last_event_type_",)
 BLOCK_EVENTS = 1 << 19  # at most this many events per block of customers (small, cache-friendly temporaries)
@@ -116,37 +115,6 @@ def feature_names(event_types: tuple[str, ...] | list[str], settings: Settings) 
     return list(_names_cached(tuple(event_types), settings.model_dump_json()))
 
 
-def _days(delta_us: np.ndarray) -> np.ndarray:
-    return delta_us.astype(np.float64) / US_PER_DAY
-
-
-def observed_stage(h: EncodedEvents, t_us: int, settings: Settings) -> np.ndarray:
-    """SPEC 4 observed-stage rules on a history already cut at t (``h = events.as_of(t)``)."""
-    n = h.n_customers
-    W = int(settings.lookback_days * US_PER_DAY)
-    A = int(settings.advocacy_lookback_days * US_PER_DAY)
-    adv_recent = np.zeros(n, bool)
-    m = (h.role == ADV) & (h.ts > t_us - A)
-    adv_recent[h.cust[m]] = True
-    converted = np.zeros(n, bool)
-    converted[h.cust[h.conv]] = True
-    recent = h.ts > t_us - W
-    any_recent = np.zeros(n, bool)
-    any_recent[h.cust[recent]] = True
-    # most advanced of awareness / consideration / decision in (t-W, t]; awareness if none of them
-    pre = recent & (h.role <= DEC)
-    best = np.zeros(n, np.int8)
-    np.maximum.at(best, h.cust[pre], h.role[pre])
-    return _stage_rule(adv_recent, converted, any_recent, best)
-
-
-def _stage_rule(adv_recent, converted, any_recent, best) -> np.ndarray:
-    stage = np.where(any_recent, best, LAPSED_INDEX).astype(np.int8)
-    stage = np.where(converted, np.where(any_recent, RET, LAPSED_INDEX), stage)
-    stage = np.where(adv_recent, ADV, stage)
-    return stage.astype(np.int8)
-
-
 def build_features(events: EncodedEvents, as_of_us: int, settings: Settings) -> FeatureFrame:
     """Every feature of every customer with history at ``as_of`` (events after it are never read)."""
     h = events.as_of(as_of_us)
@@ -190,208 +158,165 @@ def build_features(events: EncodedEvents, as_of_us: int, settings: Settings) -> 
     )
 
 
-def _last_at_or_before(pos: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Per query position, the largest of the ascending ``pos`` that is <= it (-1: none)."""
-    i = np.searchsorted(pos, q, side="right") - 1
-    return np.where(i >= 0, pos[np.maximum(i, 0)] if len(pos) else -1, -1)
+# ------------------------------------------------------------------------------------------------
+# Feature families: one function per family, named after it, writing its columns (in schema order)
+# from the shared :class:`FamilyContext`; later families may read columns of earlier ones (_KEEP)
+# ------------------------------------------------------------------------------------------------
 
 
-def _first_at_or_after(pos: np.ndarray, q: np.ndarray, big: int) -> np.ndarray:
-    """Per query position, the smallest of the ascending ``pos`` that is >= it (``big``: none)."""
-    i = np.searchsorted(pos, q, side="left")
-    return np.where(i < len(pos), pos[np.minimum(i, len(pos) - 1)] if len(pos) else big, big)
-
-
-def _fill(b: _Builder, h: EncodedEvents, t: int, settings: Settings, offsets: np.ndarray | None = None):
-    n = h.n_customers
-    cust, ts, role, etype, ch, value, conv = h.cust, h.ts, h.role, h.etype, h.channel, h.value, h.conv
-    ne = len(ts)
-    n_et, n_ch = len(h.event_types), len(CHANNELS)
-    if offsets is None:
-        offsets = h.offsets()
-    starts, ends = offsets[:-1], offsets[1:] - 1
-    nan = np.nan
-    idt = np.int32 if ne < 2**31 - 2 else np.int64
-    c = cust.astype(idt, copy=False)
-
-    def age_at(pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Days before t of the event at ``pos`` where valid, NaN elsewhere."""
-        out = np.full(n, nan)
-        if ne:
-            out[valid] = _days(t - ts[pos[valid]])
-        return out
-
-    # --- look-back spans: every event's bucket = how many spans (ascending) it is outside of -----
-    win_spans = [int(w * US_PER_DAY) for w in settings.feature_windows_days]
-    D30, D60 = 30 * US_PER_DAY, 60 * US_PER_DAY
-    W = int(settings.lookback_days * US_PER_DAY)
-    A = int(settings.advocacy_lookback_days * US_PER_DAY)
-    spans = sorted(set(win_spans) | {D30, D60, W, A})
-    age_us = t - ts
-    bucket = np.searchsorted(np.array(spans, np.int64), age_us, side="right").astype(idt)  # in span j <=> bucket <= j
-    nb = len(spans) + 1
-    # events per customer in each span (a suffix of its history), all time last
-    k = np.bincount(bucket * n + c, minlength=nb * n).reshape(nb, n).cumsum(0) if n else np.zeros((nb, 0), np.int64)
-    k_of = {s: k[j] for j, s in enumerate(spans)}
-    n_ev = k[-1]
-    suffix_start = {s: ends + 1 - k_of[s] for s in spans}  # first position inside the span
-
-    # --- recency -------------------------------------------------------------------------------
-    first_ts = ts[starts] if n else np.zeros(0, np.int64)
-    last_ts = ts[ends] if n else np.zeros(0, np.int64)
-    b.add("days_since_first_event", _days(t - first_ts))
-    b.add("days_since_last_event", _days(t - last_ts))
-    # positions of each role's events (ascending), from one stable sort of the small role codes
-    by_role = np.argsort(role, kind="stable").astype(idt, copy=False)
-    rb = np.searchsorted(role[by_role], np.arange(N_ROLES + 1), side="left") if ne else np.zeros(N_ROLES + 1, np.int64)
-    role_pos = [by_role[rb[r]: rb[r + 1]] for r in range(N_ROLES)]
-    last_of_role = []
+def recency(ctx: FamilyContext, out: _Builder) -> None:
+    """Days since the first / last event, the last event of each stage, the last / first conversion."""
+    out.add("days_since_first_event", days(ctx.t - ctx.first_ts))
+    out.add("days_since_last_event", days(ctx.t - ctx.last_ts))
     for r, rname in enumerate(ROLES):
-        lp = _last_at_or_before(role_pos[r], ends)
-        last_of_role.append(lp)
-        b.add(f"days_since_last_{rname}", age_at(lp, lp >= starts))
-    conv_pos = np.flatnonzero(conv)
-    lp = _last_at_or_before(conv_pos, ends)
-    fp = _first_at_or_after(conv_pos, starts, ne)
-    b.add("days_since_last_conversion", age_at(lp, lp >= starts))
-    b.add("days_since_first_conversion", age_at(fp, fp <= ends))
-    converted = ~np.isnan(b.get("days_since_first_conversion"))
-    b.add("has_converted", converted.astype(np.float64))
+        lp = ctx.last_of_role[r]
+        out.add(f"days_since_last_{rname}", ctx.age_at(lp, lp >= ctx.starts))
+    lp, fp = ctx.conversion_pos
+    out.add("days_since_last_conversion", ctx.age_at(lp, lp >= ctx.starts))
+    out.add("days_since_first_conversion", ctx.age_at(fp, fp <= ctx.ends))
+    out.add("has_converted", ctx.converted.astype(np.float64))
 
-    # --- counts and value in windows (1, 7, 30, 90 days and all time) ----------------------------
-    # category counts per (category, window bucket, customer); cumulative over buckets = windows
-    wsp = sorted(set(win_spans))
-    wb = np.searchsorted(np.array(wsp, np.int64), age_us, side="right").astype(idt)
-    nwb = len(wsp) + 1
-    wcol = {s: j for j, s in enumerate(wsp)}
-    base = wb * n + c
 
-    def by_cat(code: np.ndarray, n_cat: int) -> np.ndarray:
-        key = code.astype(idt) * (nwb * n) + base if n_cat * nwb * n < 2**31 - 1 else code.astype(np.int64) * (nwb * n) + base
-        m = np.bincount(key, minlength=n_cat * nwb * n).reshape(n_cat, nwb, n)
-        for j in range(1, nwb):  # counts per bucket -> counts per window (cumulative)
-            np.add(m[:, j], m[:, j - 1], out=m[:, j])
-        return m
-
-    st_cnt = by_cat(role, N_ROLES)
-    ch_cnt = by_cat(ch, n_ch)
-    et_cnt = by_cat(etype, n_et)
-    cs_conv = np.zeros(ne + 1, idt)
-    np.cumsum(conv, out=cs_conv[1:])
-    pos_v = np.flatnonzero(value != 0)  # skipping zeros leaves every float sum unchanged
-    cv, vv, wv = c[pos_v], value[pos_v], wb[pos_v]
-    windows = [(window_label(w), int(w * US_PER_DAY)) for w in settings.feature_windows_days] + [("all", None)]
-    for label, span in windows:
+def windows(ctx: FamilyContext, out: _Builder) -> None:
+    """Counts and value in the windows of ``feature_windows_days`` (1, 7, 30, 90 days) and all time:
+    events, value, conversions, and events by stage, by channel and by event type."""
+    n, ends = ctx.n, ctx.ends
+    nwb = len(ctx.window_spans) + 1
+    wcol = {s: j for j, s in enumerate(ctx.window_spans)}
+    st_cnt, ch_cnt, et_cnt = ctx.stage_counts, ctx.channel_counts, ctx.event_type_counts
+    cs_conv = np.zeros(ctx.ne + 1, ctx.idt)
+    np.cumsum(ctx.conv, out=cs_conv[1:])
+    pos_v = np.flatnonzero(ctx.value != 0)  # skipping zeros leaves every float sum unchanged
+    cv, vv, wv = ctx.c[pos_v], ctx.value[pos_v], ctx.window_bucket[pos_v]
+    spans = [(window_label(w), int(w * US_PER_DAY)) for w in ctx.settings.feature_windows_days] + [("all", None)]
+    for label, span in spans:
         j = nwb - 1 if span is None else wcol[span]
-        cnt = n_ev if span is None else k_of[span]
-        b.add(f"events_{label}", cnt.astype(np.float64))
+        cnt = ctx.n_ev if span is None else ctx.k_of[span]
+        out.add(f"events_{label}", cnt.astype(np.float64))
         sel = slice(None) if span is None else wv <= j
-        b.add(f"value_{label}", np.bincount(cv[sel], weights=vv[sel], minlength=n)[:n] if n else np.zeros(0))
-        b.add(f"conversions_{label}", (cs_conv[ends + 1] - cs_conv[ends + 1 - cnt]).astype(np.float64))
-        b.add_rows(f"events_{label}_by_stage_", ROLES, st_cnt[:, j])
-        b.add_rows(f"events_{label}_by_channel_", CHANNELS, ch_cnt[:, j])
-        b.add_rows(f"events_{label}_by_event_", h.event_types, et_cnt[:, j])
-    ch_all, et_all = ch_cnt[:, -1], et_cnt[:, -1]
+        out.add(f"value_{label}", np.bincount(cv[sel], weights=vv[sel], minlength=n)[:n] if n else np.zeros(0))
+        out.add(f"conversions_{label}", (cs_conv[ends + 1] - cs_conv[ends + 1 - cnt]).astype(np.float64))
+        out.add_rows(f"events_{label}_by_stage_", ROLES, st_cnt[:, j])
+        out.add_rows(f"events_{label}_by_channel_", CHANNELS, ch_cnt[:, j])
+        out.add_rows(f"events_{label}_by_event_", ctx.h.event_types, et_cnt[:, j])
 
-    # --- sequence: last k stages and event types -------------------------------------------------
-    for j in range(settings.last_k):
+
+def sequence(ctx: FamilyContext, out: _Builder) -> None:
+    """The last ``last_k`` stages and event types (codes; NaN before the first event)."""
+    n, starts, ends = ctx.n, ctx.starts, ctx.ends
+    for j in range(ctx.settings.last_k):
         idx = ends - j
         ok = idx >= starts
         safe = np.where(ok, idx, 0)
-        b.add(f"last_stage_{j + 1}", np.where(ok, role[safe] if n else 0, nan).astype(np.float64))
-        b.add(f"last_event_type_{j + 1}", np.where(ok, etype[safe] if n else 0, nan).astype(np.float64))
+        out.add(f"last_stage_{j + 1}", np.where(ok, ctx.role[safe] if n else 0, np.nan).astype(np.float64))
+        out.add(f"last_event_type_{j + 1}", np.where(ok, ctx.etype[safe] if n else 0, np.nan).astype(np.float64))
 
-    # --- transitions, backward moves, sessions, gaps --------------------------------------------
-    same = np.zeros(ne, bool)  # event i continues the customer of event i-1
-    if ne > 1:
-        np.equal(c[1:], c[:-1], out=same[1:])
+
+def transitions(ctx: FamilyContext, out: _Builder) -> None:
+    """Stage-to-stage transitions between consecutive events, forward and backward moves."""
+    n, ne, idt, role, same = ctx.n, ctx.ne, ctx.idt, ctx.role, ctx.same
     prev_r = np.empty(ne, np.int8)
     if ne:
         prev_r[0] = 0
         prev_r[1:] = role[:-1]
     pair = prev_r.astype(idt) * N_ROLES + role
-    key = np.where(same, pair * n + c, N_ROLES * N_ROLES * n)
+    key = np.where(same, pair * n + ctx.c, N_ROLES * N_ROLES * n)
     trans = np.bincount(key, minlength=N_ROLES * N_ROLES * n + 1)[: N_ROLES * N_ROLES * n].reshape(N_ROLES * N_ROLES, n)
-    b.add_rows("transitions_", [f"{a}_to_{c_}" for a in ROLES for c_ in ROLES], trans)
+    out.add_rows("transitions_", [f"{a}_to_{c_}" for a in ROLES for c_ in ROLES], trans)
     back_pairs = [a * N_ROLES + d for a in range(N_ROLES) for d in range(N_ROLES) if d < a]
     fwd_pairs = [a * N_ROLES + d for a in range(N_ROLES) for d in range(N_ROLES) if d > a]
-    b.add("backward_moves", trans[back_pairs].sum(0).astype(np.float64))
-    b.add("forward_moves", trans[fwd_pairs].sum(0).astype(np.float64))
+    out.add("backward_moves", trans[back_pairs].sum(0).astype(np.float64))
+    out.add("forward_moves", trans[fwd_pairs].sum(0).astype(np.float64))
     back = same & (role < prev_r)
     cs = np.zeros(ne + 1, idt)
     np.cumsum(back, out=cs[1:])
-    b.add("backward_moves_30d", (cs[ends + 1] - cs[suffix_start[D30]]).astype(np.float64))
-    gap_limit = settings.session_gap_minutes * 60_000_000
-    gaps = np.zeros(ne, np.int64)  # time since the customer's previous event (0 for its first)
-    if ne > 1:
-        np.subtract(ts[1:], ts[:-1], out=gaps[1:])
-        gaps[~same] = 0
-    new_session = ~(same & (gaps <= gap_limit))
+    out.add("backward_moves_30d", (cs[ctx.ends + 1] - cs[ctx.suffix_start[D30]]).astype(np.float64))
+
+
+def sessions(ctx: FamilyContext, out: _Builder) -> None:
+    """Sessions (a new one after a gap over ``session_gap_minutes``) and events per session."""
+    ends = ctx.ends
+    gap_limit = ctx.settings.session_gap_minutes * 60_000_000
+    new_session = ~(ctx.same & (ctx.gaps <= gap_limit))
+    cs = np.zeros(ctx.ne + 1, ctx.idt)
     np.cumsum(new_session, out=cs[1:])
-    sessions = (cs[ends + 1] - cs[starts]).astype(np.float64)
-    b.add("sessions_all", sessions)
-    b.add("sessions_30d", (cs[ends + 1] - cs[suffix_start[D30]]).astype(np.float64))
-    n_events = n_ev.astype(np.float64)
-    b.add("events_per_session", np.divide(n_events, sessions, out=np.zeros(n), where=sessions > 0))
-    span_days = _days(last_ts - first_ts)
-    b.add("gap_mean_days", np.where(n_events > 1, span_days / np.maximum(n_events - 1, 1), nan))
-    gmax = np.maximum.reduceat(gaps, starts) if n else np.zeros(0, np.int64)
-    b.add("gap_max_days", np.where(n_events > 1, _days(gmax), nan))
-    last_gap = gaps[ends] if n else np.zeros(0, np.int64)
-    b.add("gap_last_days", np.where(n_events > 1, _days(last_gap), nan))
-    b.add("distinct_channels", (ch_all > 0).sum(0).astype(np.float64))
-    b.add("distinct_event_types", (et_all > 0).sum(0).astype(np.float64))
+    n_sessions = (cs[ends + 1] - cs[ctx.starts]).astype(np.float64)
+    out.add("sessions_all", n_sessions)
+    out.add("sessions_30d", (cs[ends + 1] - cs[ctx.suffix_start[D30]]).astype(np.float64))
+    out.add("events_per_session", np.divide(ctx.n_events, n_sessions, out=np.zeros(ctx.n), where=n_sessions > 0))
 
-    # --- rates over the customer's tenure and how overdue the next purchase is (RFM / BTYD-style)
-    tenure = b.get("days_since_first_event") + 1.0
-    n_conv = b.get("conversions_all")
-    b.add("events_per_day", n_events / tenure)
-    b.add("conversions_per_day", n_conv / tenure)
-    b.add("recency_over_tenure", b.get("days_since_last_event") / tenure)
-    conv_gap = np.where(n_conv > 1, (b.get("days_since_first_conversion") - b.get("days_since_last_conversion")) / np.maximum(n_conv - 1, 1), nan)
-    b.add("conversion_overdue_ratio", b.get("days_since_last_conversion") / np.maximum(conv_gap, 1.0))  # gap floored at 1 day
 
-    # --- activity trend: last 30 days against the 30 before ---------------------------------------
-    e30 = k_of[D30].astype(np.float64)
-    prev30 = (k_of[D60] - k_of[D30]).astype(np.float64)
-    b.add("activity_trend_30d", e30 - prev30)
-    b.add("activity_ratio_30d", (e30 + 1) / (prev30 + 1))
+def gaps(ctx: FamilyContext, out: _Builder) -> None:
+    """Mean, largest and last gap between consecutive events (NaN with a single event)."""
+    n, n_events = ctx.n, ctx.n_events
+    span_days = days(ctx.last_ts - ctx.first_ts)
+    out.add("gap_mean_days", np.where(n_events > 1, span_days / np.maximum(n_events - 1, 1), np.nan))
+    gmax = np.maximum.reduceat(ctx.gaps, ctx.starts) if n else np.zeros(0, np.int64)
+    out.add("gap_max_days", np.where(n_events > 1, days(gmax), np.nan))
+    last_gap = ctx.gaps[ctx.ends] if n else np.zeros(0, np.int64)
+    out.add("gap_last_days", np.where(n_events > 1, days(last_gap), np.nan))
 
-    # --- observed stage (SPEC 4, as :func:`observed_stage`) and the days spent in it ------------
-    sW, sA = suffix_start[W], suffix_start[A]
-    first_adv_A = _first_at_or_after(role_pos[ADV], sA, ne)
-    adv_recent = first_adv_A <= ends
-    any_recent = k_of[W] > 0
-    best = np.zeros(n, np.int8)
-    for r in range(1, DEC + 1):  # the latest role <= DEC seen in (t-W, t]
-        best[last_of_role[r] >= sW] = r
-    obs = _stage_rule(adv_recent, converted, any_recent, best)
-    b.add("observed_stage", obs.astype(np.float64))
 
-    # days since entering it: awareness/consideration/decision: the first event of that stage in the
-    # look-back window; retention: the last conversion; advocacy: the first advocacy event in the
-    # advocacy look-back; lapsed: days since the last event minus the look-back W
-    out = np.full(n, nan)
+def diversity(ctx: FamilyContext, out: _Builder) -> None:
+    """Distinct channels and event types, all time."""
+    out.add("distinct_channels", (ctx.channel_counts[:, -1] > 0).sum(0).astype(np.float64))
+    out.add("distinct_event_types", (ctx.event_type_counts[:, -1] > 0).sum(0).astype(np.float64))
+
+
+def rates(ctx: FamilyContext, out: _Builder) -> None:
+    """Rates over the customer's tenure and how overdue the next purchase is (RFM / BTYD-style)."""
+    tenure = out.get("days_since_first_event") + 1.0
+    n_conv = out.get("conversions_all")
+    out.add("events_per_day", ctx.n_events / tenure)
+    out.add("conversions_per_day", n_conv / tenure)
+    out.add("recency_over_tenure", out.get("days_since_last_event") / tenure)
+    conv_gap = np.where(n_conv > 1, (out.get("days_since_first_conversion") - out.get("days_since_last_conversion")) / np.maximum(n_conv - 1, 1), np.nan)
+    out.add("conversion_overdue_ratio", out.get("days_since_last_conversion") / np.maximum(conv_gap, 1.0))  # gap floored at 1 day
+
+
+def trend(ctx: FamilyContext, out: _Builder) -> None:
+    """Activity trend: events in the last 30 days against the 30 before."""
+    e30 = ctx.k_of[D30].astype(np.float64)
+    prev30 = (ctx.k_of[D60] - ctx.k_of[D30]).astype(np.float64)
+    out.add("activity_trend_30d", e30 - prev30)
+    out.add("activity_ratio_30d", (e30 + 1) / (prev30 + 1))
+
+
+def observed_stage(ctx: FamilyContext, out: _Builder) -> None:
+    """The observed stage (SPEC 4, :attr:`FamilyContext.observed`) and the days spent in it.
+
+    Days since entering it: awareness/consideration/decision: the first event of that stage in the
+    look-back window; retention: the last conversion; advocacy: the first advocacy event in the
+    advocacy look-back; lapsed: days since the last event minus the look-back W."""
+    obs, ends = ctx.observed, ctx.ends
+    out.add("observed_stage", obs.astype(np.float64))
+    days_in = np.full(ctx.n, np.nan)
+    sW = ctx.suffix_start[ctx.W]
     for r in range(DEC + 1):
         sel = obs == r
         if sel.any():
-            fpos = _first_at_or_after(role_pos[r], sW[sel], ne)
-            out[sel] = age_at_sel(ts, t, fpos, fpos <= ends[sel])
+            fpos = first_at_or_after(ctx.role_pos[r], sW[sel], ctx.ne)
+            days_in[sel] = ctx.age_at(fpos, fpos <= ends[sel])
     sel = obs == RET
-    out[sel] = b.get("days_since_last_conversion")[sel]
+    days_in[sel] = out.get("days_since_last_conversion")[sel]
     sel = obs == ADV
-    out[sel] = age_at_sel(ts, t, first_adv_A[sel], adv_recent[sel])
+    days_in[sel] = ctx.age_at(ctx.first_recent_advocacy[sel], ctx.advocacy_recent[sel])
     sel = obs == LAPSED_INDEX
-    out[sel] = (b.get("days_since_last_event") - settings.lookback_days)[sel]
-    b.add("days_in_observed_stage", out)
-
-    return obs, last_ts, converted
+    days_in[sel] = (out.get("days_since_last_event") - ctx.settings.lookback_days)[sel]
+    out.add("days_in_observed_stage", days_in)
 
 
-def age_at_sel(ts: np.ndarray, t: int, pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    out = np.full(len(pos), np.nan)
-    out[valid] = _days(t - ts[pos[valid]])
-    return out
+# The families in schema order (the feature names are their columns, in this order).
+FAMILIES = (recency, windows, sequence, transitions, sessions, gaps, diversity, rates, trend, observed_stage)
+
+
+def _fill(out: _Builder, h: EncodedEvents, t: int, settings: Settings, offsets: np.ndarray | None = None):
+    """Every family's columns for the customers of ``h`` (cut at ``t``); returns their observed
+    stage, last event time and whether they converted."""
+    ctx = FamilyContext(h, t, settings, offsets)
+    for family in FAMILIES:
+        family(ctx, out)
+    return ctx.observed, ctx.last_ts, ctx.converted
 
 
 def eligible(ff: FeatureFrame, settings: Settings) -> np.ndarray:

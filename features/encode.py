@@ -7,7 +7,8 @@ else (Feast's point-in-time rule, in one place).
 :func:`encode` takes a pandas DataFrame or a pyarrow Table (e.g. ``pq.read_table(...,
 read_dictionary=[...])`` straight from Parquet, without a pandas round trip). String columns may be
 plain or dictionary-encoded. Input in canonical order (:func:`journey_stage.core.events.sort_events`) is
-checked in one cheap pass; any other order is put into that same order with an integer-code sort.
+checked in one cheap pass; any other order is put into that same order with an integer-code sort
+(both in :mod:`journey_stage.features.order`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from journey_stage.core.taxonomy import ROLE_INDEX, Taxonomy
+from journey_stage.features.order import canonical_order, chunks, clearly_unsorted, run_order
 
 US_PER_DAY = 86_400_000_000
 
@@ -202,16 +204,12 @@ def encode(events: pd.DataFrame | pa.Table, taxonomy: Taxonomy) -> EncodedEvents
 # ------------------------------------------------------------------------------------------------
 
 
-def _chunks(col) -> list[pa.Array]:
-    return list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
-
-
 def _codes(col, value_set: pa.Array, missing: int | None, other: int | None, large_set: pa.Array | None = None) -> np.ndarray:
     """Index of every value in ``value_set``; nulls -> ``missing``, unknown -> ``other`` (None: -1).
 
     Dictionary-encoded chunks are mapped through their (small) dictionary."""
     out = []
-    for ch in _chunks(col):
+    for ch in chunks(col):
         if pa.types.is_dictionary(ch.type):
             dcodes = _codes(ch.dictionary, value_set, missing, other, large_set)
             if ch.null_count:
@@ -238,58 +236,6 @@ def _codes(col, value_set: pa.Array, missing: int | None, other: int | None, lar
             arr = np.where(miss & isnull, -1 if missing is None else missing, np.where(miss, -1 if other is None else other, arr))
         out.append(arr.astype(np.int32))
     return np.concatenate(out) if len(out) != 1 else out[0]
-
-
-def _runs(cid) -> tuple[np.ndarray, pa.Array]:
-    """Positions where a new run of equal customer ids starts, and the id of each run."""
-    starts, ids, offset = [], [], 0
-    for ch in _chunks(cid):
-        m = len(ch)
-        if m == 0:
-            continue
-        if not pa.types.is_dictionary(ch.type):
-            ch = pc.dictionary_encode(ch)
-        idx = ch.indices.to_numpy(zero_copy_only=False)
-        new = np.empty(m, bool)
-        new[0] = True
-        np.not_equal(idx[1:], idx[:-1], out=new[1:])
-        pos = np.flatnonzero(new)
-        if len(pos) > len(ch.dictionary):  # an id in two runs: not in canonical order
-            return None, None
-        starts.append(pos + offset)
-        ids.append(ch.dictionary.take(pa.array(idx[pos])).cast(pa.string()))
-        offset += m
-    if not starts:
-        return np.zeros(0, np.int64), pa.array([], pa.string())
-    return np.concatenate(starts), pa.concat_arrays(ids)
-
-
-def _clearly_unsorted(cid, probe: int = 1 << 16) -> bool:
-    """A cheap look at the first rows: ids going down there means the input needs sorting."""
-    head = cid.slice(0, probe)
-    if isinstance(head, pa.ChunkedArray):
-        head = head.combine_chunks()
-    if pa.types.is_dictionary(head.type):
-        head = head.cast(head.type.value_type)
-    m = len(head)
-    return m > 1 and pc.any(pc.greater(head.slice(0, m - 1), head.slice(1))).as_py()
-
-
-def _run_order(cid) -> tuple[np.ndarray, pa.Array, bool]:
-    """Runs of equal ids (adjacent equal runs merged: chunk borders, duplicate dictionary entries)
-    and whether the run ids are strictly increasing (canonical order needs it)."""
-    run_starts, run_ids = _runs(cid)
-    if run_starts is None:
-        return None, None, False
-    if len(run_ids) > 1:
-        eq = pc.equal(run_ids.slice(0, len(run_ids) - 1), run_ids.slice(1)).to_numpy(zero_copy_only=False)
-        if eq.any():
-            keep = np.r_[True, ~eq]
-            run_starts, run_ids = run_starts[keep], run_ids.filter(pa.array(keep))
-    sorted_ok = True
-    if len(run_ids) > 1:
-        sorted_ok = not pc.any(pc.greater_equal(run_ids.slice(0, len(run_ids) - 1), run_ids.slice(1))).as_py()
-    return run_starts, run_ids, sorted_ok
 
 
 def _encode_arrow(cols: dict, tx: _Tax) -> EncodedEvents:
@@ -320,10 +266,10 @@ def _encode_arrow(cols: dict, tx: _Tax) -> EncodedEvents:
         run_starts = np.flatnonzero(new)
         run_ids = ids[run_starts]
         sorted_ok = len(run_ids) < 2 or bool(np.all(run_ids[1:] > run_ids[:-1]))
-    elif _clearly_unsorted(cid):
+    elif clearly_unsorted(cid):
         run_starts, run_ids, sorted_ok = None, None, False
     else:
-        run_starts, run_ids, sorted_ok = _run_order(cid)
+        run_starts, run_ids, sorted_ok = run_order(cid)
     new = np.zeros(n, bool)
     if sorted_ok:
         new[run_starts] = True
@@ -354,7 +300,8 @@ def _encode_arrow(cols: dict, tx: _Tax) -> EncodedEvents:
     else:
         value = np.zeros(n)
     if not sorted_ok:
-        return _sorted_encoding(cols, tx, ts, etype, channel, value)
+        order, cust, customer_ids = canonical_order(cols, ts)
+        return _finish(cust, customer_ids, ts[order], etype[order], channel[order], value[order], tx)
     cust = np.cumsum(new, dtype=np.int64) - 1
     customer_ids = run_ids if isinstance(run_ids, np.ndarray) else run_ids.to_numpy(zero_copy_only=False).astype(object)
     return _finish(cust, customer_ids, ts, etype, channel, value, tx)
@@ -365,51 +312,3 @@ def _finish(cust, customer_ids, ts, etype, channel, value, tx: _Tax) -> EncodedE
         customer_ids=customer_ids, cust=cust, ts=ts, role=tx.role_of_type[etype], etype=etype, channel=channel,
         value=value, conv=tx.conv_of_type[etype], event_types=tx.event_types,
     )
-
-
-def _sorted_encoding(cols: dict, tx: _Tax, ts, etype, channel, value) -> EncodedEvents:
-    """Rows in the canonical order of :func:`journey_stage.core.events.sort_events` (customer_id, timestamp,
-    event_type, channel, value, campaign; missing first), by an integer-code sort."""
-    cid = cols["customer_id"]
-    if isinstance(cid, pa.ChunkedArray):
-        cid = cid.combine_chunks() if cid.num_chunks != 1 else cid.chunk(0)
-    if pa.types.is_dictionary(cid.type):
-        cid = cid.cast(pa.string())
-    denc = pc.dictionary_encode(cid.cast(pa.string()) if not pa.types.is_string(cid.type) else cid)
-    rank = pc.rank(denc.dictionary, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) - 1
-    code = rank[denc.indices.to_numpy(zero_copy_only=False)]  # customer code in string order
-    n_cust = int(code.max()) + 1 if len(code) else 0
-    t0 = int(ts.min())
-    span = int(ts.max()) - t0 + 1
-    shift = 0  # (customer, timestamp >> shift) in one int64; equal keys are ordered below
-    while n_cust * ((span >> shift) + 1) >= 2**62:
-        shift += 1
-    key = code * ((span >> shift) + 1) + ((ts - t0) >> shift)
-    order = np.argsort(key)
-    key_sorted = key[order]
-    tie = np.zeros(len(order), bool)
-    eq = key_sorted[1:] == key_sorted[:-1]
-    tie[1:] |= eq
-    tie[:-1] |= eq
-    if tie.any():
-        pos = np.flatnonzero(tie)
-        rows = order[pos]
-        group = np.cumsum(np.r_[True, ~eq[pos[1:] - 1] | (np.diff(pos) != 1)]) if len(pos) else pos
-        sub = pd.DataFrame({"_g": group, "_i": np.arange(len(rows)), "_t": ts[rows]})
-        for c in ("event_type", "channel", "value", "campaign"):
-            if c in cols:
-                col = cols[c]
-                if isinstance(col, np.ndarray):
-                    sub[c] = col[rows]
-                    continue
-                col = col.take(pa.array(rows))
-                if pa.types.is_dictionary(col.type):
-                    col = col.cast(col.type.value_type)
-                sub[c] = col.to_pandas()
-                if c != "value":
-                    sub[c] = sub[c].astype(object)
-        sub = sub.sort_values([c for c in sub.columns if c != "_i"], kind="stable", na_position="first")
-        order[pos] = rows[sub["_i"].to_numpy()]
-    cust = np.cumsum(np.r_[True, code[order][1:] != code[order][:-1]]) - 1 if len(order) else np.zeros(0, np.int64)
-    ids_sorted = denc.dictionary.take(pa.array(pc.sort_indices(denc.dictionary))).to_numpy(zero_copy_only=False).astype(object)
-    return _finish(cust.astype(np.int64), ids_sorted, ts[order], etype[order], channel[order], value[order], tx)

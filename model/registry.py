@@ -5,11 +5,13 @@ the HTTP service alike."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from journey_stage.core.version import __version__
 from journey_stage.core.errors import ModelError
 from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings
 from journey_stage.model.predictor import JourneyPredictor
@@ -43,12 +45,23 @@ def configure(runtime: RuntimeSettings | None = None) -> str:
     return uri
 
 
-def load_predictor(uri: str = DEFAULT_MODEL_URI) -> JourneyPredictor:
-    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``) as a predictor."""
-    configure()
+# Modules of the layout before the journey_stage namespace (journey-stage 0.1): a model written by
+# it names them in its code file and its pickled predictor.
+OLD_LAYOUT_MODULES = ("training", "features", "serving", "journey")
+OLD_LAYOUT_IMPORT = re.compile(r"(No module named|cannot import name '\w+' from) '(%s)[.']" % "|".join(OLD_LAYOUT_MODULES))
+RETRAIN_HINT = "retrain it with this version: `journey train --events ...` (or `journey demo`)."
+
+
+def load_predictor(uri: str = DEFAULT_MODEL_URI, runtime: RuntimeSettings | None = None) -> JourneyPredictor:
+    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``, or a
+    model folder) as a predictor."""
+    configure(runtime)
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
+        old = written_by_old_layout(exc)
+        if old:
+            raise ModelError(f"model {uri!r} was written by journey-stage {old} and cannot be loaded by {__version__}.", RETRAIN_HINT) from None
         first = str(exc).splitlines()[0][:200]
         raise ModelError(f"cannot load model {uri!r}: {first}", "train one with `journey train` (or `journey demo`), or pass --model URI.") from None
     predictor: JourneyPredictor = model.unwrap_python_model().predictor
@@ -68,3 +81,16 @@ def _resolve(uri: str) -> tuple[str, str, str | None]:
         return name, str(client.get_model_version_by_alias(name, alias).version), alias
     name, _, version = rest.partition("/")
     return name, version, None
+
+
+def written_by_old_layout(exc: BaseException) -> str | None:
+    """The product version that wrote a model which failed to load because it names a module of the
+    layout before the journey_stage namespace (``No module named 'training'``), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if OLD_LAYOUT_IMPORT.search(text):
+            return "0.1.x (modules training.*, features.*, serving.*: before the journey_stage namespace)"
+        exc = exc.__cause__ or exc.__context__
+    return None

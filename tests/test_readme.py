@@ -110,7 +110,7 @@ CRM = ("Quick start by user", "JOURNEY_HOME=journey-demo/mlflow journey serve --
 BATCH = ("Quick start by user", "export JOURNEY_HOME=journey-demo/mlflow")
 PYTHON = ("Quick start by user", "import os")
 RESULTS = ("Results on real data", "journey convert cdnow data/real/cdnow/CDNOW_master.txt --out cdnow.parquet")
-ARCHITECTURE = ("Architecture", "events files / DataFrame / HTTP JSON")
+ARCHITECTURE = ("Architecture", "journey_stage (cli/)        cli/cli.py  the `journey` command (typer + rich)")
 EXECUTED = {
     SETUP: "test_setup_block_demo",
     DATA_SCIENTIST: "test_data_scientist_block",

@@ -91,7 +91,6 @@ def train_and_evaluate(
         enc, plan, settings, sample_train_rows=settings.max_train_rows,
         progress=(lambda i, n: progress("snapshots", i, n)) if progress else None,
     )
-    names = snaps.names
     messages: list[str] = []
     models, skipped, evals = {}, {}, {}
     report_tasks: dict[str, dict] = {}
@@ -104,84 +103,13 @@ def train_and_evaluate(
         if not split.usable:
             skipped[task] = split.note or "not enough cutoffs"
             continue
-        y_all = snaps.labels[task]
-        if task == "stage":
-            y_all = _stage_names(taxonomy, y_all)
-            ok_all = np.ones(len(y_all), bool)
-        else:
-            ok_all = ~np.isnan(y_all)
-        parts = {}
-        for part in ("train", "validation", "test"):
-            r = snaps.rows(getattr(split, part))
-            parts[part] = r[ok_all[r]]
-        tr, va, te = parts["train"], parts["validation"], parts["test"]
-        tr = cap_train_rows(tr, snaps.cutoff_us[tr], settings.max_train_rows, settings.seed)
+        y_all, (tr, va, te) = task_rows(task, taxonomy, snaps, split, settings)
         reason = _unsupported(task, y_all, tr, va, te)
         if reason:
             skipped[task] = reason
             messages.append(f"{task}: skipped: {reason}")
             continue
-        y_tr, y_va, y_te = y_all[tr], y_all[va], y_all[te]
-        if task != "stage":
-            y_tr, y_va, y_te = (a.astype(int) for a in (y_tr, y_va, y_te))
-        lr = fit_logistic(snaps.X[tr], y_tr, settings.seed)  # the baseline, and the linear part of a binary blend
-        model = fit_task(task, names, snaps.X[tr], y_tr, snaps.X[va], y_va, settings, linear=lr)
-        models[task] = model
-        X_te = snaps.X[te]
-        proba = model.proba(X_te)
-        lr_proba = lr.predict_proba(X_te)
-        cust = snaps.customer_ids[te]
-        B, seed = settings.bootstrap_rounds, settings.seed
-        imp = dict(zip(names, model.booster.booster_.feature_importance("gain").astype(float)))
-        if task == "stage":
-            pred = np.array(model.classes, dtype=object)[model.decide(proba)]
-            classes = [c for c in taxonomy.stages if c in model.classes]  # funnel order for the report
-            proba = proba[:, [model.classes.index(c) for c in classes]]
-            persistence = _stage_names(taxonomy, snaps.observed_stage[te])
-            lr_pred = lr.predict(X_te)
-            lr_full = _align(lr_proba, list(lr.classes_), classes)
-            res = {
-                "n_test": int(len(te)),
-                "model": stage_metrics(y_te, pred, proba, classes) | stage_details(y_te, pred, classes),
-                "baselines": {
-                    "persistence": stage_metrics(y_te, persistence, None, classes) | stage_details(y_te, persistence, classes),
-                    "logistic_regression": stage_metrics(y_te, lr_pred, lr_full, classes),
-                },
-                "calibration": model.calibration_method,
-                "best_iteration": model.best_iteration,
-            }
-            code = {c: i for i, c in enumerate(classes)}
-            yc = np.array([code[c] for c in y_te])
-            pc = np.array([code[c] for c in pred])
-            sc = np.array([code.get(c, 0) for c in persistence])  # a stage unseen in training counts as wrong
-            sc = np.where(np.isin(persistence, classes), sc, (yc + 1) % len(classes))
-            k = len(classes)
-            res["ci95"] = {
-                "model.macro_f1": bootstrap_ci(lambda w: macro_f1_codes(yc, pc, k, w), cust, B, seed),
-                "persistence.macro_f1": bootstrap_ci(lambda w: macro_f1_codes(yc, sc, k, w), cust, B, seed),
-            }
-            evals[task] = TaskEval(y_te, proba, classes, {"persistence": persistence, "logistic_regression": lr_pred}, cust, snaps.cutoff_us[te], imp)
-        else:
-            p = proba[:, 1]
-            base = baseline_scores(task, names, X_te, settings)
-            res = {
-                "n_test": int(len(te)),
-                "positive_rate": float(y_te.mean()),
-                "model": binary_metrics(y_te, p),
-                "baselines": {name: binary_metrics(y_te, s, probabilities=False) for name, s in base.items()}
-                | {"logistic_regression": binary_metrics(y_te, lr_proba[:, 1])},
-                "calibration": model.calibration_method,
-                "best_iteration": model.best_iteration,
-                "blend": {"booster_weight": model.booster_weight, "validation_roc_auc": model.blend_validation},
-            }
-            first = next(iter(base))
-            rm, rb = RankedScores(y_te, p), RankedScores(y_te, base[first])
-            res["ci95"] = {
-                "model.roc_auc": bootstrap_ci(rm.roc_auc, cust, B, seed),
-                "model.pr_auc": bootstrap_ci(rm.average_precision, cust, B, seed),
-                f"{first}.roc_auc": bootstrap_ci(rb.roc_auc, cust, B, seed),
-            }
-            evals[task] = TaskEval(y_te, p, [0, 1], base | {"logistic_regression": lr_proba[:, 1]}, cust, snaps.cutoff_us[te], imp)
+        models[task], res, evals[task] = fit_and_evaluate(task, taxonomy, settings, snaps, y_all, (tr, va, te))
         res["test_cutoffs"] = [from_us(t).isoformat() for t in split.test]
         res["train_rows"], res["validation_rows"] = int(len(tr)), int(len(va))
         report_tasks[task] = res
@@ -200,13 +128,120 @@ def train_and_evaluate(
         "cutoffs": plan.describe(),
         "tasks": report_tasks,
         "messages": messages,
-        "feature_count": len(names),
+        "feature_count": len(snaps.names),
     }
     predictor = JourneyPredictor(
-        taxonomy=taxonomy, settings=settings, feature_names=names, models=models, skipped=skipped,
+        taxonomy=taxonomy, settings=settings, feature_names=snaps.names, models=models, skipped=skipped,
         info={"dataset": fp, "test_metrics": headline_metrics(report)},
     )
     return TrainOutcome(predictor, report, evals, plan, snaps, messages)
+
+
+def task_rows(task: str, taxonomy: Taxonomy, snaps: Snapshots, split, settings: Settings) -> tuple[np.ndarray, tuple]:
+    """A task's labels over all snapshot rows, and its train (capped), validation and test rows
+    (rows whose label is defined)."""
+    y_all = snaps.labels[task]
+    if task == "stage":
+        y_all = _stage_names(taxonomy, y_all)
+        ok_all = np.ones(len(y_all), bool)
+    else:
+        ok_all = ~np.isnan(y_all)
+    parts = {}
+    for part in ("train", "validation", "test"):
+        r = snaps.rows(getattr(split, part))
+        parts[part] = r[ok_all[r]]
+    tr, va, te = parts["train"], parts["validation"], parts["test"]
+    tr = cap_train_rows(tr, snaps.cutoff_us[tr], settings.max_train_rows, settings.seed)
+    return y_all, (tr, va, te)
+
+
+def fit_and_evaluate(task: str, taxonomy: Taxonomy, settings: Settings, snaps: Snapshots, y_all: np.ndarray, rows: tuple):
+    """Fit one task's model (and its logistic-regression baseline) on the train rows, calibrate on
+    validation, and evaluate both with the rule baselines on the test rows."""
+    tr, va, te = rows
+    y_tr, y_va, y_te = y_all[tr], y_all[va], y_all[te]
+    if task != "stage":
+        y_tr, y_va, y_te = (a.astype(int) for a in (y_tr, y_va, y_te))
+    names = snaps.names
+    lr = fit_logistic(snaps.X[tr], y_tr, settings.seed)  # the baseline, and the linear part of a binary blend
+    model = fit_task(task, names, snaps.X[tr], y_tr, snaps.X[va], y_va, settings, linear=lr)
+    test = HeldOut(snaps.X[te], y_te, snaps.customer_ids[te], snaps.cutoff_us[te])
+    imp = dict(zip(names, model.booster.booster_.feature_importance("gain").astype(float)))
+    if task == "stage":
+        res, ev = evaluate_stage(model, lr, test, _stage_names(taxonomy, snaps.observed_stage[te]), taxonomy, settings, imp)
+    else:
+        res, ev = evaluate_binary(task, model, lr, test, names, settings, imp)
+    return model, res, ev
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    X: np.ndarray
+    y: np.ndarray
+    customers: np.ndarray
+    cutoffs: np.ndarray
+
+
+def evaluate_stage(model, lr, test: HeldOut, persistence: np.ndarray, taxonomy: Taxonomy, settings: Settings, imp: dict):
+    """Stage model vs persistence and the logistic regression on the test slice (macro-F1 and
+    its customer-bootstrap interval)."""
+    proba = model.proba(test.X)
+    lr_proba = lr.predict_proba(test.X)
+    y_te, cust, B, seed = test.y, test.customers, settings.bootstrap_rounds, settings.seed
+    pred = np.array(model.classes, dtype=object)[model.decide(proba)]
+    classes = [c for c in taxonomy.stages if c in model.classes]  # funnel order for the report
+    proba = proba[:, [model.classes.index(c) for c in classes]]
+    lr_pred = lr.predict(test.X)
+    lr_full = _align(lr_proba, list(lr.classes_), classes)
+    res = {
+        "n_test": int(len(y_te)),
+        "model": stage_metrics(y_te, pred, proba, classes) | stage_details(y_te, pred, classes),
+        "baselines": {
+            "persistence": stage_metrics(y_te, persistence, None, classes) | stage_details(y_te, persistence, classes),
+            "logistic_regression": stage_metrics(y_te, lr_pred, lr_full, classes),
+        },
+        "calibration": model.calibration_method,
+        "best_iteration": model.best_iteration,
+    }
+    code = {c: i for i, c in enumerate(classes)}
+    yc = np.array([code[c] for c in y_te])
+    pc = np.array([code[c] for c in pred])
+    sc = np.array([code.get(c, 0) for c in persistence])  # a stage unseen in training counts as wrong
+    sc = np.where(np.isin(persistence, classes), sc, (yc + 1) % len(classes))
+    k = len(classes)
+    res["ci95"] = {
+        "model.macro_f1": bootstrap_ci(lambda w: macro_f1_codes(yc, pc, k, w), cust, B, seed),
+        "persistence.macro_f1": bootstrap_ci(lambda w: macro_f1_codes(yc, sc, k, w), cust, B, seed),
+    }
+    ev = TaskEval(y_te, proba, classes, {"persistence": persistence, "logistic_regression": lr_pred}, cust, test.cutoffs, imp)
+    return res, ev
+
+
+def evaluate_binary(task: str, model, lr, test: HeldOut, names: list[str], settings: Settings, imp: dict):
+    """A binary task's model vs its rule baselines and the logistic regression on the test slice
+    (ROC-AUC, PR-AUC, calibration, and customer-bootstrap intervals)."""
+    y_te, cust, B, seed = test.y, test.customers, settings.bootstrap_rounds, settings.seed
+    p = model.proba(test.X)[:, 1]
+    lr_p = lr.predict_proba(test.X)[:, 1]
+    base = baseline_scores(task, names, test.X, settings)
+    res = {
+        "n_test": int(len(y_te)),
+        "positive_rate": float(y_te.mean()),
+        "model": binary_metrics(y_te, p),
+        "baselines": {name: binary_metrics(y_te, s, probabilities=False) for name, s in base.items()}
+        | {"logistic_regression": binary_metrics(y_te, lr_p)},
+        "calibration": model.calibration_method,
+        "best_iteration": model.best_iteration,
+        "blend": {"booster_weight": model.booster_weight, "validation_roc_auc": model.blend_validation},
+    }
+    first = next(iter(base))
+    rm, rb = RankedScores(y_te, p), RankedScores(y_te, base[first])
+    res["ci95"] = {
+        "model.roc_auc": bootstrap_ci(rm.roc_auc, cust, B, seed),
+        "model.pr_auc": bootstrap_ci(rm.average_precision, cust, B, seed),
+        f"{first}.roc_auc": bootstrap_ci(rb.roc_auc, cust, B, seed),
+    }
+    return res, TaskEval(y_te, p, [0, 1], base | {"logistic_regression": lr_p}, cust, test.cutoffs, imp)
 
 
 def cap_train_rows(rows: np.ndarray, cutoffs: np.ndarray, cap: int, seed: int) -> np.ndarray:

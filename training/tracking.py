@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from journey_stage.core.version import __version__
 from journey_stage.core.errors import ModelError
 from journey_stage.model import pyfunc
 from journey_stage.model.registry import configure
@@ -25,6 +26,7 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
     """Log params, fingerprint, metrics, report and plots; log + register the model as challenger."""
     configure()
     predictor = outcome.predictor
+    predictor.info["journey_stage_version"] = __version__  # which product version wrote the artifact
     with mlflow.start_run() as run:
         mlflow.log_params({k: str(v)[:500] for k, v in settings.loggable().items()})
         fp = outcome.report["dataset"]
@@ -46,7 +48,7 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
                 input_example=example,
                 registered_model_name=model_name,
                 pip_requirements=["lightgbm", "scikit-learn", "pandas", "numpy", "joblib"],
-                metadata={"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version},
+                metadata={"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version, "journey_stage_version": __version__},
             )
         client = MlflowClient()
         version = str(info.registered_model_version)
