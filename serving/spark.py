@@ -16,7 +16,11 @@ engine, computed by Spark executors. See ``docs/spark.md`` for running it on a c
    the same ``as_of`` (default: the latest valid event of the whole input).
 4. **Write one file atomically.** The scored rows (small: one per eligible customer) are collected
    to the driver as Arrow, ordered like the local engine's output (partition, then customer_id),
-   and written with the local engine's writer to a temporary file that replaces the target.
+   and written with the local engine's writer (:mod:`journey_stage.serving.writing`) to a temporary
+   file that replaces the target.
+
+The functions that run on the executors (steps 2 and 3) are in
+:mod:`journey_stage.serving.spark_executors`; this module is the driver.
 """
 
 from __future__ import annotations
@@ -26,23 +30,29 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from journey_stage.core import errors, io
-from journey_stage.core.errors import Problem
-from journey_stage.core.events import COLUMNS, validate_events
+from journey_stage.core.coerce import parse_as_of
+from journey_stage.core.errors import InputError, Problem
+from journey_stage.core.events import COLUMNS
+from journey_stage.core.runtime import RuntimeSettings
+from journey_stage.model.playbook import load_playbook
+from journey_stage.model.scoring import output_columns
+from journey_stage.serving.partition import DEFAULT_PARTITIONS, partition_count
+from journey_stage.serving.progress import Tasks, open_bar
+from journey_stage.serving.reading import BATCH_ROWS, FileProblems, file_kind
+from journey_stage.serving.spark_executors import VALIDATED_DDL, score_group, validate_parquet_batches, validate_text_files
+from journey_stage.serving.writing import empty_rejects, output_kind, output_schema, write_atomically
 
-VALIDATED_DDL = (
-    "kind string, customer_id string, timestamp timestamp, event_type string, channel string, "
-    "value double, campaign string, source string, row long, info string"
-)
-STAT_PREFIX = "__"  # hidden columns of the scored frame: __part, __stats
 ARROW_BATCH_ROWS = 100_000  # rows per Arrow batch handed to pandas on the executors
 
 
@@ -70,8 +80,8 @@ def get_session(master: str = "local[*]", conf: dict | None = None):
         # PySpark 4 warns on every Python worker that pandas 3 is not fully supported (see docs/spark.md)
         "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning",
     }
-    if master.startswith("local"):
-        settings |= {"spark.driver.memory": os.environ.get("JOURNEY_SPARK_DRIVER_MEMORY", "3g"), "spark.ui.enabled": "false"}
+    if master.startswith("local"):  # JOURNEY_SPARK_DRIVER_MEMORY, read now
+        settings |= {"spark.driver.memory": RuntimeSettings.from_env().spark_driver_memory, "spark.ui.enabled": "false"}
     builder = SparkSession.builder.master(master).appName("journey-score")
     for k, v in (settings | (conf or {})).items():
         builder = builder.config(k, v)
@@ -87,150 +97,6 @@ def _check_session(spark) -> None:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
 
 
-# ---- executors: validation -----------------------------------------------------------------------
-
-def _norm_uri(uri: str) -> str:
-    u = urlparse(uri)
-    if u.scheme in ("", "file"):
-        return str(Path(unquote(u.path)).resolve())
-    return uri
-
-
-VALIDATED_COLUMNS = [c.split()[0] for c in VALIDATED_DDL.split(", ")]
-
-
-def _rows(n: int, **cols) -> pd.DataFrame:
-    """``n`` rows of the VALIDATED schema; columns not given are null."""
-    out = {}
-    for c in VALIDATED_COLUMNS:
-        v = cols.get(c)
-        if c == "timestamp":
-            out[c] = v.reset_index(drop=True).astype("datetime64[us, UTC]") if v is not None \
-                else pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
-        elif c == "value":
-            out[c] = np.asarray(v, dtype="float64") if v is not None else np.full(n, np.nan)
-        elif c == "row":
-            out[c] = pd.array(v if v is not None else [None] * n, dtype="Int64")
-        elif v is None or isinstance(v, str):
-            out[c] = pd.Series(np.full(n, v, dtype=object), dtype=object)
-        else:  # object dtype: PySpark's Arrow conversion does not take pandas 3's Arrow-backed str yet
-            arr = np.asarray(v, dtype=object)
-            out[c] = pd.Series(np.where(pd.isna(arr), None, arr), dtype=object)
-    return pd.DataFrame(out, index=range(n))
-
-
-def _validated_frame(v, source: str, raw_cols: list[str], first_row: int, n_input: int) -> pd.DataFrame:
-    """validate_events' result as rows of the VALIDATED schema: events, rejects and one stats row."""
-    ev = v.events
-    parts = []
-    if len(ev):
-        parts.append(_rows(len(ev), kind="e", customer_id=ev["customer_id"].to_numpy(dtype=object), timestamp=ev["timestamp"],
-                           event_type=ev["event_type"].to_numpy(dtype=object), channel=ev["channel"].to_numpy(dtype=object),
-                           value=ev["value"], campaign=ev["campaign"].to_numpy(dtype=object)))
-    rej = v.rejects
-    if len(rej):
-        body = rej[raw_cols].astype(object)
-        values = body.where(body.notna(), None).to_numpy().tolist()
-        parts.append(_rows(len(rej), kind="r", source=source, row=rej["row"].to_numpy(dtype=np.int64).tolist(),
-                           info=[json.dumps({"reason": r, "values": vals}) for r, vals in zip(rej["reject_reason"], values)]))
-    stats = {
-        "n": int(n_input), "valid": int(len(ev)), "dups": int(v.duplicates_removed), "n_problems": int(v.n_problems),
-        "problems": [p.as_dict() | {"value": p.value} for p in v.problems[:5]],
-        "unknown": list(v.unknown_event_types), "columns": raw_cols,
-        "max_ts": int(ev["timestamp"].max().value // 1000) if len(ev) else None,
-    }
-    parts.append(_rows(1, kind="s", source=source, row=[first_row], info=[json.dumps(stats)]))
-    return pd.concat(parts, ignore_index=True)[VALIDATED_COLUMNS]
-
-
-def _validate(raw: pd.DataFrame, source: str, first_row: int, taxonomy) -> pd.DataFrame:
-    v = validate_events(raw, source, taxonomy, first_row=first_row)
-    return _validated_frame(v, source, [str(c) for c in raw.columns], first_row, len(raw))
-
-
-def validate_parquet_batches(batches: Iterator[pd.DataFrame], *, raw_cols: list[str], tz_cols: list[str],
-                             sources: dict, predictor_bc) -> Iterator[pd.DataFrame]:
-    """mapInPandas: Spark's Parquet rows (+ __file, __row) -> validated rows, by contiguous runs."""
-    taxonomy = predictor_bc.value.taxonomy
-    for pdf in batches:
-        if not len(pdf):
-            continue
-        for c in tz_cols:  # Spark hands UTC instants as naive (session time zone UTC)
-            pdf[c] = pd.to_datetime(pdf[c]).dt.tz_localize("UTC")
-        f = pdf["__file"].to_numpy()
-        r = pdf["__row"].to_numpy(dtype=np.int64)
-        brk = np.flatnonzero((f[1:] != f[:-1]) | (r[1:] != r[:-1] + 1)) + 1
-        for lo, hi in zip(np.r_[0, brk], np.r_[brk, len(pdf)]):
-            raw = pdf.iloc[lo:hi][raw_cols].reset_index(drop=True)
-            source = sources.get(_norm_uri(str(f[lo])), str(f[lo]))
-            yield _validate(raw, source, int(r[lo]) + 1, taxonomy)
-
-
-def validate_text_files(batches: Iterator[pd.DataFrame], *, sources: dict, predictor_bc, batch_rows: int) -> Iterator[pd.DataFrame]:
-    """mapInPandas: whole CSV / JSON Lines files (value, __file) -> validated rows."""
-    from journey_stage.serving.batch import frame_chunks, parse_text
-
-    taxonomy = predictor_bc.value.taxonomy
-    for pdf in batches:
-        for text, uri in zip(pdf["value"], pdf["__file"]):
-            source = sources.get(_norm_uri(str(uri)), str(uri))
-            raw = parse_text(source, text)
-            for first_row, chunk in frame_chunks(raw, batch_rows):
-                if len(chunk):
-                    yield _validate(chunk, source, first_row, taxonomy)
-
-
-# ---- executors: scoring ------------------------------------------------------------------------
-
-def _canonical(pdf: pd.DataFrame) -> pd.DataFrame:
-    """Spark rows -> the canonical events frame of journey_stage.core.events (same dtypes as locally)."""
-    def text(s):
-        return pd.Series(pd.array(s.astype(object).where(s.notna(), None).tolist(), dtype="str"), index=s.index)
-
-    return pd.DataFrame({
-        "customer_id": text(pdf["customer_id"]),
-        "timestamp": pd.to_datetime(pdf["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]"),
-        "event_type": text(pdf["event_type"]),
-        "channel": text(pdf["channel"]),
-        "value": pdf["value"].astype("float64"),
-        "campaign": text(pdf["campaign"]),
-    })
-
-
-def score_group(key, pdf: pd.DataFrame, *, predictor_bc, playbook_bc, as_of_us: int | None, reasons: bool, columns: list[str]) -> pd.DataFrame:
-    """applyInPandas: one customer partition -> its score rows, plus one stats row (customer_id null).
-
-    The local engine's :func:`serving.batch.score_partition` (dedupe, canonical sort, drop the
-    customers that cannot be eligible, :func:`journey_stage.model.scoring.score_events`) on the group's events."""
-    import pyarrow as pa
-
-    from journey_stage.features.encode import from_us
-    from journey_stage.serving.batch import EVENT_SCHEMA, score_partition
-
-    part = int(key[0])
-    table = pa.Table.from_pandas(_canonical(pdf), schema=EVENT_SCHEMA, preserve_index=False)
-    del pdf
-    as_of = from_us(as_of_us) if as_of_us is not None else None
-    frame, stats = score_partition(table, predictor_bc.value, as_of, playbook_bc.value, reasons)
-    frame = frame[columns].copy()
-    frame["__part"] = part
-    frame["__stats"] = None
-    stats["scored"] = len(frame)
-    row = {c: None for c in columns} | {"__part": part, "__stats": json.dumps(stats)}
-    return _object_text(pd.concat([frame, pd.DataFrame([row])], ignore_index=True))
-
-
-def _object_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as object dtype (None for missing): PySpark's Arrow conversion does not take
-    pandas 3's Arrow-backed ``str`` columns yet. Numbers and booleans are left as they are."""
-    for c in frame.columns:
-        s = frame[c]
-        if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
-            arr = s.to_numpy(dtype=object)
-            frame[c] = pd.Series(np.where(pd.isna(arr), None, arr), index=frame.index, dtype=object)
-    return frame
-
-
 # ---- driver --------------------------------------------------------------------------------------
 
 def _is_uri(path) -> bool:
@@ -244,7 +110,7 @@ def _read_validated(spark, events_path, predictor_bc, batch_rows: int):
 
     if _is_uri(events_path):
         path = str(events_path)
-        kind = io._kind(Path(urlparse(path).path)) or "Parquet"
+        kind = file_kind(Path(urlparse(path).path)) or "Parquet"
         groups = {kind: [path]}
         order = [path]
         sources = {}
@@ -252,7 +118,7 @@ def _read_validated(spark, events_path, predictor_bc, batch_rows: int):
         files = io.event_files(events_path)
         groups: dict[str, list[str]] = {}
         for f in files:
-            groups.setdefault(io._kind(f) or "Parquet", []).append(str(Path(f).resolve()))
+            groups.setdefault(file_kind(f) or "Parquet", []).append(str(Path(f).resolve()))
         order = [str(f) for f in files]
         sources = {str(Path(f).resolve()): str(f) for f in files}
     frames = []
@@ -293,7 +159,7 @@ def score_spark(
 ) -> dict:
     """Score ``events_path`` with Spark into one Parquet / CSV file at ``out_path`` (atomically).
 
-    Same arguments, counts and output (columns, order, values) as :func:`serving.batch.score_file`
+    Same arguments, counts and output (columns, order, values) as :func:`journey_stage.serving.batch.score_file`
     with the local engine. ``spark``: an existing session (else the active one, else a new one on
     ``master``, stopped at the end). ``partitions``: customer partitions (default: at least
     ``min_partitions``, more for big inputs, as locally)."""
@@ -308,13 +174,6 @@ def score_spark(
 def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, master, partitions, progress, spark, conf, batch_rows,
                  min_partitions) -> dict:
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    from journey_stage.serving.batch import (BATCH_ROWS, DEFAULT_PARTITIONS, FileProblems, _bar, _Tasks,
-                               open_output, output_kind, output_schema, partition_count)
-    from journey_stage.core.coerce import parse_as_of
-    from journey_stage.model.playbook import load_playbook
-    from journey_stage.model.scoring import output_columns
 
     t0 = time.perf_counter()
     out_path = Path(out_path)
@@ -328,71 +187,30 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
     playbook_bc = spark.sparkContext.broadcast(load_playbook())
     validated = None
     try:
-        with _bar(progress) as bar:
-            tasks = _Tasks(bar)
+        with open_bar(progress) as bar:
+            tasks = Tasks(bar)
             step = tasks.add("Spark: read + validate, score, write", 3)
             validated, order = _read_validated(spark, events_path, predictor_bc, batch_rows or BATCH_ROWS)
             validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
             phases = {"session_s": time.perf_counter() - t0}
             t1 = time.perf_counter()
-            side = validated.filter(F.col("kind") != "e").select("kind", "source", "row", "info").toPandas()
+            side = _side_rows(validated)
             phases["read_validate_s"] = time.perf_counter() - t1
-            stats = side[side["kind"] == "s"]
-            rej = side[side["kind"] == "r"]
-            rank = {s: i for i, s in enumerate(order)}
-            infos = [json.loads(x) for x in stats["info"]]
-            input_rows = sum(i["n"] for i in infos)
-            if input_rows == 0:
-                raise errors.no_events(str(events_path))
-            valid_rows = sum(i["valid"] for i in infos)
-            chunk_dups = sum(i["dups"] for i in infos)
-            n_problems = sum(i["n_problems"] for i in infos)
-            if n_problems and rejects is None:  # the first file with problems, as locally
-                by_file: dict[str, FileProblems] = {}
-                for src, info in zip(stats["source"], infos):
-                    fp = by_file.setdefault(src, FileProblems(src))
-                    fp.add([Problem(p["code"], p["message"], p["row"], p["column"], p.get("value")) for p in info["problems"]],
-                           info["n_problems"], info["unknown"])
-                first = min((s for s, fp in by_file.items() if fp.n_problems), key=lambda s: rank.get(s, len(rank)))
-                raise by_file[first].error(predictor.taxonomy)
-            max_ts = max((i["max_ts"] for i in infos if i["max_ts"] is not None), default=None)
-            t = t_as_of if t_as_of is not None else (pd.Timestamp(max_ts * 1000, tz="UTC").as_unit("us") if max_ts is not None else None)
-            as_of_us = int(t.value // 1000) if t is not None else None
-            n_parts = int(partitions) if partitions else partition_count(valid_rows, min_partitions or DEFAULT_PARTITIONS)
+            v = _check_validation(side, order, events_path, rejects, predictor.taxonomy)
+            t = t_as_of if t_as_of is not None else v.latest_event()
+            n_parts = int(partitions) if partitions else partition_count(v.valid_rows, min_partitions or DEFAULT_PARTITIONS)
             tasks.advance(step)
 
-            columns = output_columns(predictor, reasons)
-            schema = output_schema(predictor, reasons)
-            ddl = ", ".join(f"`{f.name}` {_ddl_type(f.type)}" for f in schema) + ", `__part` long, `__stats` string"
-            events = validated.filter(F.col("kind") == "e").select(*COLUMNS)
-            events = events.withColumn("__part", F.pmod(F.crc32(F.col("customer_id").cast("binary")), F.lit(n_parts)))
-            spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
-            def fn(key, pdf):  # a plain function: PySpark inspects it (a functools.partial makes it warn)
-                return score_group(key, pdf, predictor_bc=predictor_bc, playbook_bc=playbook_bc, as_of_us=as_of_us,
-                                   reasons=reasons, columns=columns)
-
-            scored = events.groupBy("__part").applyInPandas(fn, ddl)
+            scored = _score_plan(spark, validated, n_parts, predictor, predictor_bc, playbook_bc, t, reasons)
             t1 = time.perf_counter()
             table = scored.toArrow() if hasattr(scored, "toArrow") else _to_arrow(scored)
             phases["score_collect_s"] = time.perf_counter() - t1
             t1 = time.perf_counter()
             tasks.advance(step)
 
-            stat_mask = table.column("__stats").is_valid()
-            part_stats = [json.loads(x) for x in table.filter(stat_mask).column("__stats").to_pylist()]
-            table = table.filter(_not(stat_mask))
-            table = table.sort_by([("__part", "ascending"), ("customer_id", "ascending")]).select(schema.names)
-            with io.atomic_path(out_path) as tmp:
-                writer = open_output(tmp, out_path, predictor, reasons)
-                try:
-                    writer.write_arrow(table)
-                    writer.close()
-                except BaseException:
-                    writer.abort()
-                    raise
-                if rejects is not None:
-                    columns_of = {src: info["columns"] for src, info in zip(stats["source"], infos)}
-                    io.write_table(_rejects_frame(rej, rank, columns_of), rejects)
+            table, part_stats = _split_stats(table, output_schema(predictor, reasons))
+            write_atomically(out_path, predictor, reasons, lambda writer: writer.write_arrow(table), rejects,
+                             lambda: _rejects_frame(v.rejects, v.rank, v.columns_of()))
             tasks.advance(step)
             phases["write_s"] = time.perf_counter() - t1
     finally:
@@ -402,41 +220,123 @@ def _score_spark(events_path, out_path, *, predictor, as_of, rejects, reasons, m
         playbook_bc.unpersist()
         if own:
             spark.stop()
+    return _counts(v, part_stats, n_parts, t, out_path) | {"seconds": time.perf_counter() - t0, "spark_phases_s": phases}
+
+
+def _side_rows(validated) -> pd.DataFrame:
+    """The small part of the validated rows, on the driver: rejects ("r") and chunk stats ("s")."""
+    from pyspark.sql import functions as F
+
+    return validated.filter(F.col("kind") != "e").select("kind", "source", "row", "info").toPandas()
+
+
+@dataclass
+class _Validation:
+    """What the executors' validation found, as the driver sees it."""
+
+    stats: pd.DataFrame  # one row per validated chunk: source, first row, info (JSON counts and problems)
+    rejects: pd.DataFrame  # rejected rows: source, row, info (JSON reason and raw values)
+    infos: list[dict]  # the stats rows' info, parsed
+    rank: dict  # source -> position in the input
+    input_rows: int
+    valid_rows: int
+    chunk_dups: int
+    n_problems: int
+    max_ts: int | None  # latest valid event, microseconds since the epoch
+
+    def latest_event(self) -> pd.Timestamp | None:
+        return pd.Timestamp(self.max_ts * 1000, tz="UTC").as_unit("us") if self.max_ts is not None else None
+
+    def columns_of(self) -> dict:
+        """source -> the columns of its raw rows."""
+        return {src: info["columns"] for src, info in zip(self.stats["source"], self.infos)}
+
+
+def _check_validation(side: pd.DataFrame, order: list[str], events_path, rejects, taxonomy) -> _Validation:
+    """The validation's totals; raises like the local engine when the input has no rows, or (without
+    ``rejects``) with the error of the first file with problems."""
+    stats = side[side["kind"] == "s"]
+    rej = side[side["kind"] == "r"]
+    rank = {s: i for i, s in enumerate(order)}
+    infos = [json.loads(x) for x in stats["info"]]
+    input_rows = sum(i["n"] for i in infos)
+    if input_rows == 0:
+        raise errors.no_events(str(events_path))
+    n_problems = sum(i["n_problems"] for i in infos)
+    if n_problems and rejects is None:  # the first file with problems, as locally
+        raise _first_file_error(stats, infos, rank, taxonomy)
+    max_ts = max((i["max_ts"] for i in infos if i["max_ts"] is not None), default=None)
+    return _Validation(stats, rej, infos, rank, input_rows, valid_rows=sum(i["valid"] for i in infos),
+                       chunk_dups=sum(i["dups"] for i in infos), n_problems=n_problems, max_ts=max_ts)
+
+
+def _first_file_error(stats: pd.DataFrame, infos: list[dict], rank: dict, taxonomy) -> InputError:
+    by_file: dict[str, FileProblems] = {}
+    for src, info in zip(stats["source"], infos):
+        fp = by_file.setdefault(src, FileProblems(src))
+        fp.add([Problem(p["code"], p["message"], p["row"], p["column"], p.get("value")) for p in info["problems"]],
+               info["n_problems"], info["unknown"])
+    first = min((s for s, fp in by_file.items() if fp.n_problems), key=lambda s: rank.get(s, len(rank)))
+    return by_file[first].error(taxonomy)
+
+
+def _score_plan(spark, validated, n_parts: int, predictor, predictor_bc, playbook_bc, t, reasons: bool):
+    """Spark DataFrame of the scored rows: valid events grouped by customer partition, score_group on each."""
+    from pyspark.sql import functions as F
+
+    columns = output_columns(predictor, reasons)
+    schema = output_schema(predictor, reasons)
+    as_of_us = int(t.value // 1000) if t is not None else None
+    ddl = ", ".join(f"`{f.name}` {_ddl_type(f.type)}" for f in schema) + ", `__part` long, `__stats` string"
+    events = validated.filter(F.col("kind") == "e").select(*COLUMNS)
+    events = events.withColumn("__part", F.pmod(F.crc32(F.col("customer_id").cast("binary")), F.lit(n_parts)))
+    spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
+
+    def fn(key, pdf):  # a plain function: PySpark inspects it (a functools.partial makes it warn)
+        return score_group(key, pdf, predictor_bc=predictor_bc, playbook_bc=playbook_bc, as_of_us=as_of_us,
+                           reasons=reasons, columns=columns)
+
+    return events.groupBy("__part").applyInPandas(fn, ddl)
+
+
+def _split_stats(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, list[dict]]:
+    """Collected scores -> (output rows ordered like the local engine's, each partition's stats)."""
+    stat_mask = table.column("__stats").is_valid()
+    part_stats = [json.loads(x) for x in table.filter(stat_mask).column("__stats").to_pylist()]
+    table = table.filter(_not(stat_mask))
+    table = table.sort_by([("__part", "ascending"), ("customer_id", "ascending")]).select(schema.names)
+    return table, part_stats
+
+
+def _counts(v: _Validation, part_stats: list[dict], n_parts: int, t, out_path: Path) -> dict:
+    """The counts of score_file (without the timings)."""
     customers = sum(s["customers"] for s in part_stats)
     scored_n = sum(s["scored"] for s in part_stats)
     return {
         "scored": int(scored_n),
         "ineligible": int(customers - scored_n),
-        "rejected": int(len(rej)),
-        "duplicates": int(chunk_dups + sum(s["dups"] for s in part_stats)),
-        "input_rows": int(input_rows),
+        "rejected": int(len(v.rejects)),
+        "duplicates": int(v.chunk_dups + sum(s["dups"] for s in part_stats)),
+        "input_rows": int(v.input_rows),
         "events": int(sum(s["events"] for s in part_stats)),
         "customers": int(customers),
-        "problems": int(n_problems),
+        "problems": int(v.n_problems),
         "partitions": int(n_parts),
         "as_of": t.isoformat() if t is not None else None,
         "engine": "spark",
         "out": str(out_path),
-        "seconds": time.perf_counter() - t0,
-        "spark_phases_s": phases,
     }
 
 
 def _not(mask):
-    import pyarrow.compute as pc
-
     return pc.invert(mask)
 
 
 def _to_arrow(df):  # pragma: no cover - pyspark < 4
-    import pyarrow as pa
-
     return pa.Table.from_pandas(df.toPandas(), preserve_index=False)
 
 
 def _ddl_type(t) -> str:
-    import pyarrow as pa
-
     if pa.types.is_boolean(t):
         return "boolean"
     if pa.types.is_floating(t):
@@ -446,10 +346,8 @@ def _ddl_type(t) -> str:
 
 def _rejects_frame(rej: pd.DataFrame, rank: dict, columns_of: dict) -> pd.DataFrame:
     """Rejected rows in file, then row order, shaped like journey_stage.core.events' rejects."""
-    from journey_stage.serving.batch import _empty_rejects
-
     if not len(rej):
-        return _empty_rejects()
+        return empty_rejects()
     rej = rej.assign(_rank=rej["source"].map(lambda s: rank.get(s, len(rank)))).sort_values(["_rank", "source", "row"], kind="stable")
     frames = []
     for source, g in rej.groupby("source", sort=False):

@@ -21,10 +21,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batch_fixtures import batch_events, batch_model, model_env  # noqa: E402,F401
 
-import journey_stage.serving.batch as batch  # noqa: E402
+import journey_stage.serving.local as local  # noqa: E402
+import journey_stage.serving.partition as partition  # noqa: E402
 from journey_stage.core import io  # noqa: E402
 from journey_stage.core.errors import InputError, JourneyError  # noqa: E402
-from journey_stage.serving.batch import partition_count, partition_of, score_file  # noqa: E402
+from journey_stage.serving.batch import score_file  # noqa: E402
+from journey_stage.serving.partition import partition_count, partition_of  # noqa: E402
 from journey_stage.model.scoring import output_columns, score_events  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +139,7 @@ def test_rows_grouped_by_partition_then_customer(batch_model, events_parquet, tm
 @pytest.mark.parametrize("batch_rows,partitions,spill_bytes", [(1_000_000, 1, None), (3_001, 7, None), (2_500, 3, 0)])
 def test_chunks_partitions_and_spill_do_not_change_answers(batch_model, bad_csv, tmp_path, monkeypatch, batch_rows, partitions, spill_bytes):
     if spill_bytes is not None:  # force the on-disk spill
-        monkeypatch.setattr(batch, "SPILL_MEMORY_BYTES", spill_bytes)
+        monkeypatch.setattr(local, "SPILL_MEMORY_BYTES", spill_bytes)
     out, rej = tmp_path / "s.parquet", tmp_path / "rejects.parquet"
     counts = score_file(bad_csv, out, predictor=batch_model.predictor, rejects=rej, batch_rows=batch_rows, partitions=partitions)
     v = io.read_events(bad_csv, batch_model.predictor.taxonomy, allow_rejects=True)
@@ -289,7 +291,7 @@ def test_all_rows_rejected_gives_an_empty_file_with_the_columns(batch_model, tmp
 @pytest.mark.parametrize("name", ["scores.parquet", "scores.csv"])
 def test_interrupt_leaves_no_output_and_no_temp_file(batch_model, events_parquet, tmp_path, monkeypatch, name, spill_bytes):
     if spill_bytes is not None:
-        monkeypatch.setattr(batch, "SPILL_MEMORY_BYTES", spill_bytes)
+        monkeypatch.setattr(local, "SPILL_MEMORY_BYTES", spill_bytes)
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -298,7 +300,7 @@ def test_interrupt_leaves_no_output_and_no_temp_file(batch_model, events_parquet
             raise KeyboardInterrupt
         return score_events(*args, **kwargs)
 
-    monkeypatch.setattr(batch, "score_events", interrupted)
+    monkeypatch.setattr(partition, "score_events", interrupted)
     out_dir = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         score_file(events_parquet, out_dir / name, predictor=batch_model.predictor, partitions=6, rejects=out_dir / "rejects.parquet")
@@ -314,7 +316,7 @@ def test_interrupt_keeps_the_previous_output(batch_model, events_parquet, tmp_pa
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(batch, "score_events", boom)
+    monkeypatch.setattr(partition, "score_events", boom)
     with pytest.raises(RuntimeError):
         score_file(events_parquet, out, predictor=batch_model.predictor)
     assert out.read_bytes() == before
@@ -338,7 +340,7 @@ def test_partitioning_is_stable_and_grows_with_the_input():
     p = partition_of(ids, 16)
     assert p[0] == p[2] and list(p) == [zlib.crc32(s.encode()) % 16 for s in ids]
     assert partition_count(1000, 16) == 16
-    assert partition_count(100 * batch.TARGET_EVENTS_PER_PARTITION, 16) == 100
+    assert partition_count(100 * partition.TARGET_EVENTS_PER_PARTITION, 16) == 100
 
 
 def test_canonical_partition_equals_sort_events_of_drop_duplicates():
@@ -357,15 +359,15 @@ def test_canonical_partition_equals_sort_events_of_drop_duplicates():
         "campaign": pd.array(rng.choice([None, "a", "b", "B"], n), dtype="str"),
     })
     frame = pd.concat([frame, frame.sample(500, random_state=1)], ignore_index=True)  # exact duplicates
-    table = pa.Table.from_pandas(frame, schema=batch.EVENT_SCHEMA, preserve_index=False)
-    got, dups, customers = batch.canonical_partition(table)
+    table = pa.Table.from_pandas(frame, schema=partition.EVENT_SCHEMA, preserve_index=False)
+    got, dups, customers = partition.canonical_partition(table)
     ref = sort_events(frame.drop_duplicates(ignore_index=True))
     assert dups == len(frame) - len(ref) >= 500
     assert customers == frame["customer_id"].nunique()
     pd.testing.assert_frame_equal(got, ref)
     # only customers active in (lo, hi]: their full histories, nothing else
     lo, hi = pd.Timestamp(20, unit="s", tz="UTC").value // 1000, pd.Timestamp(21, unit="s", tz="UTC").value // 1000
-    some, _, customers = batch.canonical_partition(table, (lo, hi))
+    some, _, customers = partition.canonical_partition(table, (lo, hi))
     ts = ref["timestamp"].dt.as_unit("us").astype("int64")  # microseconds
     active = set(ref.loc[(ts > lo) & (ts <= hi), "customer_id"])
     assert 0 < len(active) < customers
