@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from journey_stage.core.errors import JourneyError
-from journey_stage.core.events import iso_us
+from journey_stage.core.events import TIME_MAX, TIME_MIN, TIME_RANGE_TEXT, iso_us
 
 AS_OF_HINT = "use ISO 8601, e.g. 2025-06-30T23:59:59+00:00 (a time without offset is UTC)."
 
@@ -26,7 +26,7 @@ def parse_as_of(as_of: Any, source: str = "--as-of") -> pd.Timestamp | None:
         text = as_of.strip()
         us = iso_us(text)  # plain ISO 8601: the instant pandas would parse, without its overhead
         if us is not None:
-            return pd.Timestamp(us, unit="us", tz="UTC")
+            return _in_range(pd.Timestamp(us, unit="us", tz="UTC"), as_of, source)
         as_of = text
     elif not isinstance(as_of, (datetime, pd.Timestamp)):
         raise JourneyError(f"{source} {as_of!r}: expected an ISO 8601 timestamp, got a {type(as_of).__name__}.", AS_OF_HINT)
@@ -37,7 +37,14 @@ def parse_as_of(as_of: Any, source: str = "--as-of") -> pd.Timestamp | None:
     if ts is pd.NaT:
         raise JourneyError(f"{source} {as_of!r}: not a timestamp.", AS_OF_HINT)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.as_unit("us")
+    return _in_range(ts.as_unit("us"), as_of, source)
+
+
+def _in_range(ts: pd.Timestamp, as_of: Any, source: str) -> pd.Timestamp:
+    if not TIME_MIN <= ts < TIME_MAX:
+        low, high = TIME_RANGE_TEXT
+        raise JourneyError(f"{source} {as_of!r}: outside the supported time range {low} to {high} (UTC).", AS_OF_HINT)
+    return ts
 
 
 def finite_or_none(value: Any) -> float | None:

@@ -110,6 +110,26 @@ def problem_bad_timestamp(source: str, row: int, column: str, value: object) -> 
     )
 
 
+def problem_time_out_of_range(source: str, row: int, column: str, value: object, low: str, high: str) -> Problem:
+    return Problem(
+        "timestamp_out_of_range",
+        f"{where(source, row, column)}: expected a time from {low} to {high} (UTC), got {show(value)}",
+        row, column, str(value),
+    )
+
+
+def problem_text_too_long(source: str, row: int, column: str, limit: int, length: int) -> Problem:
+    return Problem("text_too_long", f"{where(source, row, column)}: expected at most {limit} characters, got {length}", row, column)
+
+
+def problem_bad_character(source: str, row: int, column: str, value: object) -> Problem:
+    return Problem(
+        "bad_character",
+        f"{where(source, row, column)}: expected text without control or bidirectional-override characters, got {show(value)[:80]}",
+        row, column,
+    )
+
+
 def problem_bad_number(source: str, row: int, column: str, value: object) -> Problem:
     return Problem("bad_number", f"{where(source, row, column)}: expected a finite number, got {show(value)}", row, column, str(value))
 

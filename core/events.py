@@ -26,6 +26,17 @@ OPTIONAL = ("channel", "value", "campaign")
 COLUMNS = REQUIRED + OPTIONAL
 TS_DTYPE = "datetime64[us, UTC]"
 MAX_PROBLEMS = 10_000  # problems kept as objects (every invalid row still gets a reason in the rejects)
+# Supported event and as-of times: [TIME_MIN, TIME_MAX) in UTC. Outside it an event is a row problem
+# (pandas' nanosecond arithmetic and the features' microsecond offsets stay far from overflow).
+TIME_MIN = pd.Timestamp("1900-01-01", tz="UTC")
+TIME_MAX = pd.Timestamp("2200-01-01", tz="UTC")
+TIME_RANGE_TEXT = ("1900-01-01", "2199-12-31")
+_TIME_MIN_US, _TIME_MAX_US = TIME_MIN.value // 1000, TIME_MAX.value // 1000
+MAX_TEXT_CHARS = 256  # customer_id, event_type, channel, campaign
+TEXT_COLUMNS = ("customer_id", "event_type", "channel", "campaign")
+# C0 controls, DEL, and the bidirectional marks and overrides (Trojan-source style spoofing)
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass
@@ -62,13 +73,33 @@ def _as_str(s: pd.Series) -> pd.Series:
 
 
 def _parse_timestamps(s: pd.Series) -> pd.Series:
+    """UTC timestamps; NaT where the text is not an ISO 8601 time with at least a full date
+    (``2025`` or ``2025-06`` are not read as the first day of the year or month)."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         return s.dt.tz_convert("UTC").astype(TS_DTYPE)
     if pd.api.types.is_datetime64_dtype(s.dtype):
         return s.dt.tz_localize("UTC").astype(TS_DTYPE)
     txt = s.astype("str").str.strip()
-    parsed = pd.to_datetime(txt, utc=True, errors="coerce", format="ISO8601")
-    return parsed.astype(TS_DTYPE)
+    parsed = pd.to_datetime(txt, utc=True, errors="coerce", format="ISO8601").astype(TS_DTYPE)
+    full = txt.str.match(_FULL_DATE).fillna(False).to_numpy(dtype=bool)
+    return parsed.where(full)
+
+
+def _out_of_range(ts: pd.Series) -> np.ndarray:
+    us = ts.array.asi8 if len(ts) else np.zeros(0, np.int64)
+    return ts.notna().to_numpy() & ((us < _TIME_MIN_US) | (us >= _TIME_MAX_US))
+
+
+def _check_text(raw: pd.DataFrame, source: str, rows: np.ndarray, found: "_RowProblems") -> None:
+    """Text columns: at most MAX_TEXT_CHARS characters, no control or bidi-override characters."""
+    for col in TEXT_COLUMNS:
+        if col not in raw.columns or not (raw[col].dtype == object or pd.api.types.is_string_dtype(raw[col].dtype)):
+            continue
+        s = raw[col].astype("str").where(raw[col].notna())
+        n = s.str.len().fillna(0).to_numpy()
+        found.flag(n > MAX_TEXT_CHARS, lambda i, c=col: errors.problem_text_too_long(source, int(rows[i]), c, MAX_TEXT_CHARS, int(n[i])))
+        bad = s.str.contains(_BAD_CHARS).fillna(False).to_numpy(dtype=bool)
+        found.flag(bad, lambda i, c=col, s=s: errors.problem_bad_character(source, int(rows[i]), c, s.iloc[i]))
 
 
 class _RowProblems:
@@ -113,6 +144,7 @@ def validate_events(
     ts = _parse_timestamps(ts_raw)
     ts_bad = ts.isna().to_numpy() & ~ts_blank
     found.flag(ts_bad, lambda i: errors.problem_bad_timestamp(source, int(rows[i]), "timestamp", ts_raw.iloc[i]))
+    found.flag(_out_of_range(ts), lambda i: errors.problem_time_out_of_range(source, int(rows[i]), "timestamp", ts_raw.iloc[i], *TIME_RANGE_TEXT))
 
     et_blank = _blank(raw["event_type"])
     found.flag(et_blank, lambda i: errors.problem_missing(source, int(rows[i]), "event_type"))
@@ -124,6 +156,7 @@ def validate_events(
         if not known.all():
             unknown = sorted(pd.unique(event_type[~known]).tolist())
             found.flag(~known, lambda i: errors.problem_unknown_event_type(source, int(rows[i]), "event_type", event_type.iloc[i], taxonomy.name))
+    _check_text(raw, source, rows, found)
 
     events = pd.DataFrame(
         {
@@ -252,7 +285,8 @@ def iso_us(text: str) -> int | None:
 
 
 def _clean_text(s: object) -> bool:
-    return isinstance(s, str) and s != "" and not s[0].isspace() and not s[-1].isspace()
+    return (isinstance(s, str) and s != "" and not s[0].isspace() and not s[-1].isspace()
+            and len(s) <= MAX_TEXT_CHARS and _BAD_CHARS.search(s) is None)
 
 
 def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame | None:
@@ -270,7 +304,7 @@ def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame 
     rows = []
     for cid, ts, et, ch, v, camp in records:
         us = iso_us(ts) if isinstance(ts, str) else None
-        if us is None:
+        if us is None or not _TIME_MIN_US <= us < _TIME_MAX_US:
             return None
         if v is not None and not (isinstance(v, float) and 0.0 <= v < float("inf") and math.copysign(1.0, v) > 0):
             return None
