@@ -47,7 +47,8 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
                 signature=sig,
                 input_example=example,
                 registered_model_name=model_name,
-                pip_requirements=["lightgbm", "scikit-learn", "pandas", "numpy", "joblib"],
+                pip_requirements=pyfunc.pinned_requirements(),
+                model_config={pyfunc.DIGEST_KEY: pyfunc.file_digest(path)},  # checked when the model loads
                 metadata={"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version, "journey_stage_version": __version__},
             )
         client = MlflowClient()

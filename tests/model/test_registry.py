@@ -73,3 +73,63 @@ def test_other_load_failures_keep_their_own_message(tmp_path, runtime):
     with pytest.raises(ModelError) as err:
         registry.load_predictor(str(tmp_path / "no-such-model"), runtime)
     assert "written by" not in str(err.value) and "cannot load model" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def logged_model(tmp_path_factory):
+    """A small model trained and logged the way `journey train` logs it, in its own store."""
+    from journey_stage.core.events import canonical_events
+    from journey_stage.core.settings import Settings
+    from journey_stage.core.taxonomy import load_taxonomy
+    from journey_stage.synthetic.generate import generate_events
+    from journey_stage.training import tracking
+    from journey_stage.training.pipeline import train_and_evaluate
+
+    home = tmp_path_factory.mktemp("registry-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JOURNEY_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tax = load_taxonomy("five_stage")
+    events = canonical_events(generate_events(300, seed=5), "generated", tax).events
+    outcome = train_and_evaluate(events, tax, Settings(n_estimators=10, bootstrap_rounds=0, purge_validation=False))
+    report = home / "report"
+    report.mkdir()
+    logged = tracking.log_training_run(outcome, events, outcome.predictor.settings, report, {}, "registry-test")
+    yield home, logged["model_uri"]
+    mp.undo()
+
+
+def test_requirements_are_pinned_and_the_digest_recorded(logged_model):
+    home, uri = logged_model
+    runtime = RuntimeSettings(home=home)
+    registry.configure(runtime)
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    reqs = [r for r in (local / "requirements.txt").read_text().split() if r and not r.startswith("mlflow")]
+    assert reqs and all("==" in r for r in reqs), reqs
+    assert "predictor_sha256" in (local / "MLmodel").read_text()
+    assert registry.load_predictor(uri, runtime).info["journey_stage_version"]
+
+
+def test_a_changed_artifact_is_refused_with_one_line(logged_model, tmp_path):
+    import shutil
+
+    home, uri = logged_model
+    runtime = RuntimeSettings(home=home)
+    registry.configure(runtime)
+    copy = tmp_path / "model"
+    shutil.copytree(mlflow.artifacts.download_artifacts(uri), copy)
+    artifact = next(copy.rglob("predictor.joblib"))
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    with pytest.raises(ModelError) as err:
+        registry.load_predictor(str(copy), runtime)
+    assert "does not match the digest" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_artifact_that_is_not_a_predictor_is_refused(tmp_path, runtime):
+    pred = tmp_path / "predictor.joblib"
+    joblib.dump({"not": "a predictor"}, pred)
+    model = tmp_path / "model"
+    _save_model(model, pred)
+    with pytest.raises(ModelError) as err:
+        registry.load_predictor(str(model), runtime)
+    assert "not a journey predictor" in str(err.value)
