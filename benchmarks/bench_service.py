@@ -4,7 +4,7 @@
    (``--journey-home`` / ``JOURNEY_HOME``; without either, ``journey demo --customers 1500`` builds
    one in a temporary folder first).
 2. In-process reference, measured while the server is idle: the same payloads through the API
-   method's body in Python (``predict`` = ``serving.service.score_request``: validation,
+   method's body in Python (``predict`` = ``serving.requests.score_request``: validation,
    features, models, reasons, next best action) and the scoring part alone on canonical events
    (``score`` = ``journey_stage.model.scoring.score_records``); then the same requests over HTTP one at a time
    (``http_sequential``): the ratio of HTTP to ``predict`` is the HTTP overhead without queueing.
@@ -128,7 +128,7 @@ def make_payloads(n: int, events_per_request: int, seed: int = 0) -> tuple[list[
 
 def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int) -> dict:
     """What one worker does per request, in this process: ``predict`` = the API method's body
-    (:func:`serving.service.score_request`: validation + features + models + reasons + next best
+    (:func:`serving.requests.score_request`: validation + features + models + reasons + next best
     action, from the parsed request); ``score`` = the scoring part alone on canonical events."""
     import pandas as pd
 
@@ -136,13 +136,15 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from journey_stage.core.events import canonical_records
     from journey_stage.model.playbook import load_playbook
-    from journey_stage.serving.schemas import PredictRequest
+    from journey_stage.core.runtime import RuntimeSettings
+    from journey_stage.serving.schemas import request_models
     from journey_stage.model.scoring import score_records
-    from journey_stage.serving.service import score_request
+    from journey_stage.serving.requests import score_request
     from journey_stage.model.registry import load_predictor
 
     predictor = load_predictor(model)
     playbook = load_playbook()
+    PredictRequest = request_models(RuntimeSettings()).request  # the limits of the service started here (defaults)
     requests = [PredictRequest.model_validate(p) for p in payloads]
     canon = []
     for r in requests:

@@ -1,53 +1,28 @@
 """Typed request and response models of the HTTP API (SPEC section 8), with descriptions and examples.
 
 They drive validation, the OpenAPI document BentoML serves at ``/docs.json`` and the fuzz tests.
-Limits (customers per request, events per customer) come from the environment at import time
-(see :class:`Limits`) and appear in the OpenAPI document as ``maxItems``.
+The request models depend on the limits (customers per request, events per customer): build them
+for given limits with :func:`request_models`; the limits appear in the OpenAPI document as
+``maxItems``. Nothing here reads the environment.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Optional
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
+from journey_stage.core.runtime import RuntimeSettings
 
-# ---- limits ----------------------------------------------------------------------------------
+# ---- routes --------------------------------------------------------------------------------------
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r}: expected a positive whole number") from None
-    if value < 1:
-        raise ValueError(f"environment variable {name}={raw!r}: expected a positive whole number")
-    return value
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits; each one is an environment variable with a safe default."""
-
-    max_customers: int = 100  # JOURNEY_MAX_CUSTOMERS: customers per request
-    max_events: int = 5000  # JOURNEY_MAX_EVENTS: events per customer
-    max_body_bytes: int = 5 * 1024 * 1024  # JOURNEY_MAX_BODY_BYTES: request body size
-
-    @classmethod
-    def from_env(cls) -> "Limits":
-        return cls(
-            max_customers=_env_int("JOURNEY_MAX_CUSTOMERS", cls.max_customers),
-            max_events=_env_int("JOURNEY_MAX_EVENTS", cls.max_events),
-            max_body_bytes=_env_int("JOURNEY_MAX_BODY_BYTES", cls.max_body_bytes),
-        )
-
-
-LIMITS = Limits.from_env()
+PREDICT_PATH = "/predict"
+METADATA_PATH = "/metadata"
+DOCS_PATH = "/docs.json"
+PREDICT_STATE_KEY = "journey.predict_request"  # ASGI scope state: the body the middleware validated
 
 # ---- request ---------------------------------------------------------------------------------
 
@@ -84,56 +59,75 @@ class EventIn(BaseModel):
     campaign: Optional[str] = Field(None, description="Campaign or content id.", examples=["spring-sale"])
 
 
-class CustomerIn(BaseModel):
-    """One customer and their recent touchpoints (any order; exact duplicates are removed)."""
+@dataclass(frozen=True)
+class RequestModels:
+    """The request models of ``POST /predict`` for one pair of limits (see :func:`request_models`)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    customer_id: str = Field(
-        ...,
-        min_length=1,
-        pattern=r"\S",
-        description="Stable customer key (a string, never parsed as a number); unique within a request.",
-        examples=["c1"],
-    )
-    events: list[EventIn] = Field(
-        ...,
-        max_length=LIMITS.max_events,
-        description=f"The customer's touchpoints, at most {LIMITS.max_events} (JOURNEY_MAX_EVENTS). "
-        "Events after as_of are ignored and counted in the customer's warnings.",
-    )
+    max_customers: int  # JOURNEY_MAX_CUSTOMERS: customers per request
+    max_events: int  # JOURNEY_MAX_EVENTS: events per customer
+    customer: type[BaseModel]  # CustomerIn
+    request: type[bentoml.IODescriptor]  # PredictRequest, the API's input spec
 
 
-class PredictRequest(bentoml.IODescriptor):
-    """Body of ``POST /predict``."""
+def request_models(limits: RuntimeSettings) -> RequestModels:
+    """``CustomerIn`` and ``PredictRequest`` with ``limits.max_events`` events per customer and
+    ``limits.max_customers`` customers per request (the same classes for the same limits)."""
+    return _request_models(limits.max_customers, limits.max_events)
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "example": {"customers": [{"customer_id": "c1", "events": EXAMPLE_EVENTS}], "as_of": "2025-03-04T00:00:00Z"}
-        },
-    )
 
-    customers: list[CustomerIn] = Field(
-        ...,
-        max_length=LIMITS.max_customers,
-        description=f"Customers to score, at most {LIMITS.max_customers} (JOURNEY_MAX_CUSTOMERS). "
-        "Predictions come back in the same order.",
-    )
-    as_of: Optional[str] = Field(
-        None,
-        description="Score as of this time (ISO 8601; naive means UTC). Default: now (UTC). "
-        "Only events at or before as_of are used.",
-        examples=["2025-03-04T00:00:00Z"],
-    )
+@lru_cache(maxsize=None)
+def _request_models(max_customers: int, max_events: int) -> RequestModels:
+    class CustomerIn(BaseModel):
+        """One customer and their recent touchpoints (any order; exact duplicates are removed)."""
 
-    @classmethod
-    async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
-        """Reuse the body the request middleware has already validated (no second parse)."""
-        pre = request.scope.get("state", {}).get("journey.predict_request")
-        if isinstance(pre, cls):
-            return pre
-        return await super().from_http_request(request, serde)
+        model_config = ConfigDict(extra="forbid")
+
+        customer_id: str = Field(
+            ...,
+            min_length=1,
+            pattern=r"\S",
+            description="Stable customer key (a string, never parsed as a number); unique within a request.",
+            examples=["c1"],
+        )
+        events: list[EventIn] = Field(
+            ...,
+            max_length=max_events,
+            description=f"The customer's touchpoints, at most {max_events} (JOURNEY_MAX_EVENTS). "
+            "Events after as_of are ignored and counted in the customer's warnings.",
+        )
+
+    class PredictRequest(bentoml.IODescriptor):
+        """Body of ``POST /predict``."""
+
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "example": {"customers": [{"customer_id": "c1", "events": EXAMPLE_EVENTS}], "as_of": "2025-03-04T00:00:00Z"}
+            },
+        )
+
+        customers: list[CustomerIn] = Field(
+            ...,
+            max_length=max_customers,
+            description=f"Customers to score, at most {max_customers} (JOURNEY_MAX_CUSTOMERS). "
+            "Predictions come back in the same order.",
+        )
+        as_of: Optional[str] = Field(
+            None,
+            description="Score as of this time (ISO 8601; naive means UTC). Default: now (UTC). "
+            "Only events at or before as_of are used.",
+            examples=["2025-03-04T00:00:00Z"],
+        )
+
+        @classmethod
+        async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
+            """Reuse the body the request middleware has already validated (no second parse)."""
+            pre = request.scope.get("state", {}).get(PREDICT_STATE_KEY)
+            if isinstance(pre, cls):
+                return pre
+            return await super().from_http_request(request, serde)
+
+    return RequestModels(max_customers, max_events, CustomerIn, PredictRequest)
 
 
 # ---- response --------------------------------------------------------------------------------

@@ -1,0 +1,340 @@
+"""Request handling of the HTTP service, pure Python (no BentoML, no ASGI): validating a
+``/predict`` body, scoring its customers, describing the loaded model, and :class:`Scorer`, the
+model a worker loads once (in the background) and answers with.
+
+Scoring goes through :func:`journey_stage.model.scoring.score_records`, the same core
+(:func:`journey_stage.model.scoring.score_columns`) as batch scoring and the Python API's
+:func:`journey_stage.model.scoring.score_events`, so the same history gets the same answer.
+Invalid requests raise :class:`RequestProblems`, which the service answers as JSON.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from journey_stage.core.coerce import finite_or_none, parse_as_of
+from journey_stage.core.errors import JourneyError
+from journey_stage.core.runtime import RuntimeSettings
+from journey_stage.serving.schemas import ErrorResponse, Metadata, ModelInfo, RequestModels, TaxonomyInfo, request_models
+
+logger = logging.getLogger("bentoml.journey")
+
+MAX_PROBLEMS_SHOWN = 100
+LIMIT_ERROR_TYPES = frozenset({"too_long"})
+INPUT_HINT = "fix the listed fields; GET /metadata lists the accepted event types of the model's taxonomy."
+AS_OF_EXPECTED = "expected an ISO 8601 timestamp such as 2025-03-01T14:30:00+01:00"
+
+
+# ---- errors as JSON ----------------------------------------------------------------------------
+
+class RequestProblems(Exception):
+    """An invalid request: answered with ``status`` and field-level problems."""
+
+    def __init__(self, status: int, error: str, problems: list[dict], hint: str | None = None, total: int | None = None):
+        super().__init__(error)
+        self.status, self.error, self.problems, self.hint = status, error, problems, hint
+        self.total = len(problems) if total is None else total
+
+    def body(self) -> dict:
+        return ErrorResponse(
+            error=self.error, hint=self.hint, problems=self.problems[:MAX_PROBLEMS_SHOWN], total_problems=self.total
+        ).model_dump(mode="json")
+
+
+def error_body(error: str, hint: str | None = None) -> dict:
+    return ErrorResponse(error=error, hint=hint).model_dump(mode="json")
+
+
+def json_path(loc: tuple | list) -> str:
+    """Pydantic ``loc`` -> ``customers[0].events[3].timestamp`` (``$`` for the whole body)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "$"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def problems_from_validation(exc: ValidationError) -> list[dict]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        msg = err.get("msg", "invalid value")
+        inp = err.get("input")
+        if err.get("type") not in ("missing", "extra_forbidden", "json_invalid", "too_long") and (
+            inp is None or isinstance(inp, (str, int, float, bool))
+        ):
+            msg = f"{msg}, got {_shown(inp)}"
+        problems.append({"path": json_path(err.get("loc", ())), "message": msg, "code": err.get("type", "invalid")})
+    return problems
+
+
+def validate_request_body(body: bytes, models: RequestModels) -> BaseModel:
+    """Parse and validate a ``/predict`` body as ``models.request``; :class:`RequestProblems`
+    (400, or 413 over the limits of ``models``) when invalid."""
+    try:
+        return models.request.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        problems = problems_from_validation(exc)
+        over = [p for p in problems if p["code"] in LIMIT_ERROR_TYPES]
+        if over:
+            error = (
+                f"request exceeds a limit: at most {models.max_customers} customers per request "
+                f"and {models.max_events} events per customer"
+            )
+            raise RequestProblems(
+                413, error, over,
+                "split the request, or raise JOURNEY_MAX_CUSTOMERS / JOURNEY_MAX_EVENTS on the server.",
+            ) from None
+        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, "fix the listed fields (see /docs.json).") from None
+
+
+# ---- the loaded model ------------------------------------------------------------------------
+
+class Scorer:
+    """The model and playbook one worker answers with, loaded once in a background thread
+    (:meth:`start`); until then :attr:`ready` is False and :attr:`load_error` says why when
+    loading failed."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self.predictor: Any = None
+        self.playbook: Any = None
+        self.load_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.predictor is not None
+
+    def start(self) -> threading.Thread:
+        loader = threading.Thread(target=self.load, name="journey-model-loader", daemon=True)
+        loader.start()
+        return loader
+
+    def load(self) -> None:
+        from journey_stage.model.playbook import load_playbook
+        from journey_stage.model.registry import load_predictor
+
+        uri = self.settings.model_uri
+        t0 = time.time()
+        try:
+            predictor = load_predictor(uri, runtime=self.settings)
+            playbook = load_playbook()
+            self._warm_up(predictor, playbook)
+        except JourneyError as exc:
+            self.load_error = str(exc)
+            logger.error("journey service: %s", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - keep serving probes; the log has the details
+            self.load_error = f"cannot load model {uri!r}: {type(exc).__name__}"
+            logger.exception("journey service: cannot load model %s", uri)
+            return
+        # Everything loaded so far (model, libraries) lives as long as the process: move it out of
+        # the garbage collector's sight, so full collections stay short under load (gc.freeze).
+        gc.collect()
+        gc.freeze()
+        self.playbook = playbook
+        self.predictor = predictor
+        logger.info(
+            "journey service: loaded %s (%s v%s) in %.1fs",
+            uri, predictor.info.get("name"), predictor.info.get("version"), time.time() - t0,
+        )
+
+    def _warm_up(self, predictor: Any, playbook: Any) -> None:
+        """One prediction before declaring readiness, so the first request is not slow."""
+        event_type = predictor.taxonomy.event_types[0]
+        customer = request_models(self.settings).customer(
+            customer_id="warm-up", events=[{"timestamp": "2025-01-01T00:00:00Z", "event_type": event_type}]
+        )
+        score_request(predictor, [customer], "2025-01-02T00:00:00Z", playbook)
+
+    def predict(self, customers: Sequence[Any], as_of: str | None) -> list[dict]:
+        """:func:`score_request` with the loaded model; :class:`RequestProblems` when invalid."""
+        return score_request(self.predictor, customers, as_of, self.playbook)
+
+    def metadata(self) -> Metadata:
+        return metadata_of(self.predictor, self.settings)
+
+
+# ---- scoring (pure Python, no HTTP) ------------------------------------------------------------
+
+def request_as_of(as_of: str | None) -> pd.Timestamp:
+    """``as_of`` of a request (ISO 8601, naive = UTC), or now (UTC, to the microsecond) when it is
+    absent or blank; :class:`RequestProblems` (400 at ``as_of``) when it is not a timestamp."""
+    try:
+        parsed = parse_as_of(as_of, "as_of")
+    except JourneyError:
+        raise RequestProblems(
+            400, "invalid request: 1 problem(s)",
+            [{"path": "as_of", "message": f"{AS_OF_EXPECTED}, got {_shown(as_of)}", "code": "bad_timestamp"}],
+            "fix the listed fields.",
+        ) from None
+    return parsed if parsed is not None else pd.Timestamp.now(tz="UTC").floor("us")
+
+
+def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, playbook: Any = None) -> list[dict]:
+    """Records of SPEC 8 (plus ``warnings``) for the customers of one request (``CustomerIn``
+    objects), in request order."""
+    t = request_as_of(as_of)
+    ids = _unique_ids(customers)
+    warnings: list[list[dict]] = [[] for _ in customers]
+    records, eligible = _score_customers(predictor, customers, ids, t, warnings, playbook)
+    as_of_iso = _iso(t)
+    model = {"name": str(predictor.info.get("name", "")), "version": str(predictor.info.get("version", ""))}
+    out = []
+    for i, cid in enumerate(ids):
+        rec = records.get(cid)
+        if rec is None:
+            rec = _unscored_record(cid, as_of_iso, model)
+            warnings[i].append({"code": "no_history", "message": "no event at or before as_of: the customer cannot be scored", "count": 0})
+        elif not eligible.get(cid, True):
+            days = predictor.settings.eligibility_days
+            warnings[i].append({
+                "code": "outside_eligibility_window",
+                "message": f"no event in the {days:g} days before as_of: batch scoring skips such customers and the model saw none in training",
+                "count": None,
+            })
+        rec["warnings"] = warnings[i]
+        out.append(rec)
+    return out
+
+
+def _unique_ids(customers: Sequence[Any]) -> list[str]:
+    """The customer ids (stripped), in request order; 400 when one comes twice."""
+    ids = [c.customer_id.strip() for c in customers]
+    first_at: dict[str, int] = {}
+    dup = []
+    for i, cid in enumerate(ids):
+        if cid in first_at:
+            dup.append({"path": f"customers[{i}].customer_id", "message": f"duplicate customer_id {cid!r} (also at customers[{first_at[cid]}])", "code": "duplicate_customer"})
+        else:
+            first_at[cid] = i
+    if dup:
+        raise RequestProblems(400, f"invalid request: {len(dup)} problem(s)", dup, "send each customer once per request.")
+    return ids
+
+
+def _score_customers(
+    predictor: Any, customers: Sequence[Any], ids: list[str], t: pd.Timestamp, warnings: list[list[dict]], playbook: Any
+) -> tuple[dict[str, dict], dict[str, bool]]:
+    """Scored records and eligibility by customer id; appends each customer's data warnings
+    (duplicates removed, events after ``t``) to ``warnings``."""
+    from journey_stage.core.events import canonical_records
+    from journey_stage.model.scoring import score_records
+
+    cust_of_row, event_of_row, records = [], [], []
+    for i, c in enumerate(customers):
+        for j, e in enumerate(c.events):
+            cust_of_row.append(i)
+            event_of_row.append(j)
+            records.append((ids[i], e.timestamp, e.event_type, e.channel, e.value, e.campaign))
+
+    recs_by_id: dict[str, dict] = {}
+    eligible_by_id: dict[str, bool] = {}
+    if not records:
+        return recs_by_id, eligible_by_id
+    events = canonical_records(records, predictor.taxonomy)  # plain clean input: no pandas costs
+    if events is None:
+        events = _validated_events(records, cust_of_row, event_of_row, predictor.taxonomy)
+    kept_ids = np.asarray(events["customer_id"].tolist(), dtype=object)
+    after = events["timestamp"].array.asi8 > t.value // 1000  # microseconds, UTC
+    n_raw, n_kept, late = Counter(r[0] for r in records), Counter(kept_ids.tolist()), Counter(kept_ids[after].tolist())
+    for i, cid in enumerate(ids):
+        removed = int(n_raw.get(cid, 0) - n_kept.get(cid, 0))
+        if removed:
+            warnings[i].append({"code": "duplicate_events_removed", "message": f"{removed} exact duplicate event(s) removed", "count": removed})
+        n_late = int(late.get(cid, 0))
+        if n_late:
+            warnings[i].append({
+                "code": "events_after_as_of",
+                "message": f"{n_late} event(s) after as_of were ignored (point-in-time scoring)",
+                "count": n_late,
+            })
+    if not after.all():
+        for rec in score_records(predictor, events, t, playbook=playbook):
+            eligible_by_id[rec["customer_id"]] = rec.pop("eligible")
+            recs_by_id[rec["customer_id"]] = rec
+    return recs_by_id, eligible_by_id
+
+
+def _unscored_record(cid: str, as_of_iso: str, model: dict) -> dict:
+    """The answer for a customer without history at or before as_of."""
+    return {
+        "customer_id": cid, "as_of": as_of_iso, "observed_stage": None, "stage": None, "stage_probabilities": None,
+        "churn_probability": None, "advocacy_probability": None, "conversion_probability": None,
+        "next_best_action": None, "reasons": {}, "model": model,
+    }
+
+
+def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row: list[int], taxonomy: Any) -> pd.DataFrame:
+    """The general validation path (the one batch files take); its problems become field-level 400s."""
+    from journey_stage.core.errors import InputError, where
+    from journey_stage.core.events import canonical_events
+
+    columns = ("customer_id", "timestamp", "event_type", "channel", "value", "campaign")
+    raw = pd.DataFrame({
+        k: np.array([r[i] for r in records], dtype=np.float64 if k == "value" else object) for i, k in enumerate(columns)
+    })
+    try:
+        return canonical_events(raw, "request", taxonomy).events
+    except InputError as exc:
+        problems = []
+        for p in exc.problems:
+            i, j = cust_of_row[p.row - 1], event_of_row[p.row - 1]
+            path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
+            prefix = f"{where('request', p.row, p.column)}: "
+            msg = p.message[len(prefix):] if p.message.startswith(prefix) else p.message
+            problems.append({"path": path, "message": msg, "code": p.code})
+        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, INPUT_HINT) from None
+    except JourneyError as exc:
+        raise RequestProblems(400, f"invalid request: {exc.message}", [], exc.hint) from None
+
+
+def _iso(t: pd.Timestamp) -> str:
+    from journey_stage.features.encode import from_us, to_us
+
+    return from_us(to_us(t)).isoformat()
+
+
+# ---- metadata ----------------------------------------------------------------------------------
+
+def metadata_of(predictor: Any, settings: RuntimeSettings) -> Metadata:
+    """``GET /metadata`` for the loaded ``predictor`` under the service's ``settings``."""
+    info = predictor.info
+    tax = predictor.taxonomy
+    tasks = {t: "trained" for t in predictor.models} | {t: f"skipped: {why}" for t, why in predictor.skipped.items()}
+    return Metadata(
+        model=ModelInfo(
+            name=str(info.get("name", "")), version=str(info.get("version", "")), alias=info.get("alias"),
+            uri=str(info.get("uri", settings.model_uri)),
+        ),
+        taxonomy=TaxonomyInfo(
+            name=tax.name, description=tax.description or "", stages=tax.stages,
+            event_types={e: tax.role_stage[r] for e, r in sorted(tax.event_role.items())},
+            conversion_events=sorted(tax.conversion_events),
+        ),
+        training_data=dict(info.get("dataset", {})),
+        test_metrics={k: finite_or_none(v) for k, v in info.get("test_metrics", {}).items()},
+        tasks=tasks,
+        feature_version=str(predictor.feature_version),
+        horizons_days={k: float(v) for k, v in predictor.settings.horizons.model_dump().items()},
+        limits={
+            "max_customers": settings.max_customers, "max_events": settings.max_events, "max_body_bytes": settings.max_body_bytes,
+            "max_concurrency": settings.max_concurrency, "timeout_s": settings.timeout_s,
+        },
+        auth_required=settings.token is not None,
+    )
