@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from journey_stage.core.errors import JourneyError
-from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings
+from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings, redact
 
 app = typer.Typer(help="Customer journey stage prediction: train, evaluate, register, serve and score.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -45,13 +45,26 @@ def friendly() -> Iterator[None]:
     except JourneyError as exc:
         if STATE["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        _print_error(exc.message, exc.hint)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]: no partial output was written.")
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a defect or an unforeseen fault: still one line
+        if STATE["debug"]:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _print_error(f"unexpected {type(exc).__name__}: {first}", "rerun with --debug for the full traceback, and report it if it looks like a bug.")
+        raise typer.Exit(3) from None
+
+
+def _print_error(message: str, hint: str) -> None:
+    """One line, then the hint; credentials in URLs are never shown."""
+    console.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True, markup=True)
+    if hint:
+        console.print(f"[yellow]hint:[/] {redact(hint)}", highlight=False, soft_wrap=True)
 
 
 def progress_bar() -> Progress:
@@ -225,6 +238,8 @@ def train(
 ) -> None:
     """Build snapshots, train one model per task, evaluate against baselines, log and register a challenger."""
     with friendly():
+        if report.exists() and not report.is_dir():
+            raise JourneyError(f"--report {report}: is a file; expected a folder for report.json and report.html.", "pass a folder path (it is created if missing).")
         tax, settings = _taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
         logged = run_training(events, tax, settings, report, rejects, unknown_stage, model_name)
         out.print(summary_table(logged["outcome"].report))
@@ -305,12 +320,17 @@ def serve(
     port: int = typer.Option(3000, "--port", help="HTTP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
 ) -> None:
-    """Start the HTTP prediction service (BentoML)."""
+    """Start the HTTP prediction service (BentoML). An alias (``@champion``) is resolved to one
+    version now, and every worker serves that version; reload a new champion by restarting."""
     with friendly():
-        env = dict(os.environ, JOURNEY_MODEL_URI=model)
-        from journey_stage.model.registry import configure
+        from journey_stage.model import registry
 
-        env.setdefault("MLFLOW_TRACKING_URI", configure(runtime()))
+        pinned, alias = registry.pin(model, runtime())
+        env = dict(os.environ, JOURNEY_MODEL_URI=pinned, BENTOML_DO_NOT_TRACK="true")
+        if alias:
+            env["JOURNEY_MODEL_ALIAS"] = alias
+        env.setdefault("MLFLOW_TRACKING_URI", registry.configure(runtime()))
+        console.print(f"serving {pinned}" + (f" (resolved from {model})" if alias else ""), highlight=False)
         cmd = [sys.executable, "-m", "bentoml", "serve", "journey_stage.serving.service:JourneyService", "--host", host, "--port", str(port)]
         os.execvpe(cmd[0], cmd, env)
 

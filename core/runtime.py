@@ -11,6 +11,7 @@ The *training* settings (horizons, trees, bootstrap) are the other settings obje
 variable                       field                                default
 =============================  ===================================  =============================
 JOURNEY_MODEL_URI              ``model_uri``                        ``models:/journey-stage@champion``
+JOURNEY_MODEL_ALIAS            ``model_alias``                      set by ``journey serve``
 JOURNEY_HOME                   ``home``                             ``./.journey``
 MLFLOW_TRACKING_URI            ``tracking_uri``                     (embedded SQLite in home)
 MLFLOW_REGISTRY_URI            ``registry_uri``                     the tracking URI
@@ -28,6 +29,7 @@ JOURNEY_SPARK_DRIVER_MEMORY    ``spark_driver_memory``              ``3g``
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -40,6 +42,7 @@ DEFAULT_MODEL_URI = "models:/journey-stage@champion"
 # field -> environment variable
 ENV_NAMES: dict[str, str] = {
     "model_uri": "JOURNEY_MODEL_URI",
+    "model_alias": "JOURNEY_MODEL_ALIAS",
     "home": "JOURNEY_HOME",
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "registry_uri": "MLFLOW_REGISTRY_URI",
@@ -53,6 +56,13 @@ ENV_NAMES: dict[str, str] = {
     "spark_driver_memory": "JOURNEY_SPARK_DRIVER_MEMORY",
 }
 SECRET_FIELDS = frozenset({"api_token"})
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^@/\s]*)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL replaced by ``***``
+    (tracking URIs may carry credentials; no output of the product shows them)."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
 class RuntimeSettings(BaseModel):
@@ -61,6 +71,7 @@ class RuntimeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_uri: str = Field(DEFAULT_MODEL_URI, min_length=1, description="MLflow model URI served and scored by default")
+    model_alias: str | None = Field(None, description="the alias model_uri was resolved from (set by `journey serve`), reported by /metadata")
     home: Path = Field(Path(".journey"), description="folder of the embedded MLflow store (and other local state)")
     tracking_uri: str | None = Field(None, description="MLflow tracking server; none = embedded SQLite store in home")
     registry_uri: str | None = Field(None, description="MLflow registry; none = the tracking URI")

@@ -6,6 +6,9 @@ the HTTP service alike."""
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -13,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from journey_stage.core.version import __version__
 from journey_stage.core.errors import ModelError
-from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings
+from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings, redact
 from journey_stage.model.predictor import JourneyPredictor
 
 EXPERIMENT = "journey-stage"
@@ -23,13 +26,24 @@ def journey_home(runtime: RuntimeSettings | None = None) -> Path:
     return (runtime or RuntimeSettings.from_env()).home_path
 
 
-def configure(runtime: RuntimeSettings | None = None) -> str:
+def configure(runtime: RuntimeSettings | None = None, *, create: bool = True) -> str:
     """Point MLflow at the server in ``runtime.tracking_uri`` (MLFLOW_TRACKING_URI) or at the
-    embedded SQLite store in ``runtime.home`` (JOURNEY_HOME); default: the environment, read now."""
+    embedded SQLite store in ``runtime.home`` (JOURNEY_HOME); default: the environment, read now.
+
+    ``create=False`` (commands that read a store: score, serve, promote, evaluate): a home without
+    a store is an error, not a new empty store. A tracking server that does not answer is one
+    error within seconds (MLflow itself retries for minutes)."""
     runtime = runtime or RuntimeSettings.from_env()
     uri = runtime.tracking_uri
+    if uri and uri.startswith(("http://", "https://")):
+        check_reachable(uri)
     if not uri:
         home = runtime.home_path
+        if not create and not (home / "mlflow.db").exists():
+            raise ModelError(
+                f"JOURNEY_HOME={runtime.home} holds no MLflow store ({home / 'mlflow.db'} does not exist).",
+                "point JOURNEY_HOME at the folder `journey train` or `journey demo` used (e.g. journey-demo/mlflow), or set MLFLOW_TRACKING_URI.",
+            )
         home.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{home / 'mlflow.db'}"
         mlflow.set_tracking_uri(uri)
@@ -55,7 +69,7 @@ RETRAIN_HINT = "retrain it with this version: `journey train --events ...` (or `
 def load_predictor(uri: str = DEFAULT_MODEL_URI, runtime: RuntimeSettings | None = None) -> JourneyPredictor:
     """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``, or a
     model folder) as a predictor."""
-    configure(runtime)
+    configure(runtime, create=not uri.startswith(("models:/", "runs:/")))
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
@@ -94,3 +108,39 @@ def written_by_old_layout(exc: BaseException) -> str | None:
             return "0.1.x (modules training.*, features.*, serving.*: before the journey_stage namespace)"
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """One quick request to the tracking server's health endpoint; a :class:`ModelError` naming
+    the (redacted) URI when nothing answers."""
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    health = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        urllib.request.urlopen(health, timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # something answers (a proxy may guard /health): MLflow's own calls will tell more
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelError(
+            f"MLflow tracking server {redact(uri)} is not reachable ({redact(str(reason))}).",
+            "start the server, fix MLFLOW_TRACKING_URI, or unset it to use the embedded store in JOURNEY_HOME.",
+        ) from None
+
+
+def pin(uri: str, runtime: RuntimeSettings | None = None) -> tuple[str, str | None]:
+    """``(models:/name/version, alias)`` for a registry URI, resolved once, so that every process
+    that loads it serves the same version (an alias may move meanwhile); other URIs unchanged.
+    A name, alias or version the registry does not know is one :class:`ModelError`."""
+    configure(runtime, create=False)
+    if not uri.startswith("models:/"):
+        return uri, None
+    try:
+        name, version, alias = _resolve(uri)
+        MlflowClient().get_model_version(name, version)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelError(f"model {uri!r} is not in the registry: {redact(first)}",
+                         "list registered models with `mlflow ui`, train one with `journey train`, or pass --model URI.") from None
+    return f"models:/{name}/{version}", alias

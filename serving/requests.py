@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from journey_stage.core.coerce import finite_or_none, parse_as_of
+from journey_stage.core.coerce import EXPECTED_ISO, AsOfError, finite_or_none, parse_as_of
 from journey_stage.core.errors import JourneyError
 from journey_stage.core.runtime import RuntimeSettings
 from journey_stage.serving.schemas import ErrorResponse, Metadata, ModelInfo, RequestModels, TaxonomyInfo, request_models
@@ -31,7 +31,6 @@ logger = logging.getLogger("bentoml.journey")
 MAX_PROBLEMS_SHOWN = 100
 LIMIT_ERROR_TYPES = frozenset({"too_long"})
 INPUT_HINT = "fix the listed fields; GET /metadata lists the accepted event types of the model's taxonomy."
-AS_OF_EXPECTED = "expected an ISO 8601 timestamp such as 2025-03-01T14:30:00+01:00"
 
 
 # ---- errors as JSON ----------------------------------------------------------------------------
@@ -174,13 +173,16 @@ class Scorer:
 
 def request_as_of(as_of: str | None) -> pd.Timestamp:
     """``as_of`` of a request (ISO 8601, naive = UTC), or now (UTC, to the microsecond) when it is
-    absent or blank; :class:`RequestProblems` (400 at ``as_of``) when it is not a timestamp."""
+    absent; :class:`RequestProblems` (400 at ``as_of``) when it is blank, not an ISO 8601 time or
+    outside the supported time range."""
     try:
+        if as_of is not None and not as_of.strip():
+            raise AsOfError("as_of is blank", "bad_timestamp", EXPECTED_ISO)
         parsed = parse_as_of(as_of, "as_of")
-    except JourneyError:
+    except AsOfError as exc:
         raise RequestProblems(
             400, "invalid request: 1 problem(s)",
-            [{"path": "as_of", "message": f"{AS_OF_EXPECTED}, got {_shown(as_of)}", "code": "bad_timestamp"}],
+            [{"path": "as_of", "message": f"{exc.expected}, got {_shown(as_of)}", "code": exc.code}],
             "fix the listed fields.",
         ) from None
     return parsed if parsed is not None else pd.Timestamp.now(tz="UTC").floor("us")

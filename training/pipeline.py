@@ -15,6 +15,7 @@ import pandas as pd
 
 from journey_stage.features.encode import EncodedEvents, encode, from_us
 from journey_stage.features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
+from journey_stage.core.errors import JourneyError
 from journey_stage.core.settings import TASKS, Settings
 from journey_stage.core.taxonomy import Taxonomy
 from journey_stage.training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
@@ -87,6 +88,8 @@ def train_and_evaluate(
 ) -> TrainOutcome:
     enc = encoded if encoded is not None else encode(events, taxonomy)
     plan = plan_cutoffs(enc, settings)
+    if not plan.all_cutoffs:
+        raise no_cutoffs(plan, settings)
     snaps = build_snapshots(
         enc, plan, settings, sample_train_rows=settings.max_train_rows,
         progress=(lambda i, n: progress("snapshots", i, n)) if progress else None,
@@ -135,6 +138,16 @@ def train_and_evaluate(
         info={"dataset": fp, "test_metrics": headline_metrics(report)},
     )
     return TrainOutcome(predictor, report, evals, plan, snaps, messages)
+
+
+def no_cutoffs(plan: CutoffPlan, settings: Settings) -> JourneyError:
+    """Not one cutoff fits the data: say what the data spans and what to change."""
+    span = f"the events run from {from_us(plan.data_start_us).date()} to {from_us(plan.observed_until_us).date()}"
+    if settings.test_from is not None:
+        return JourneyError(f"--test-from {settings.test_from.date() if hasattr(settings.test_from, 'date') else settings.test_from}: "
+                            f"no training or test cutoff fits ({span}).",
+                            "pick a --test-from date inside the data, early enough that the shortest horizon still ends before the last event.")
+    return JourneyError(f"no cutoff fits the data ({span}).", "pass a longer event log or shorter --horizon TASK=DAYS values.")
 
 
 def task_rows(task: str, taxonomy: Taxonomy, snaps: Snapshots, split, settings: Settings) -> tuple[np.ndarray, tuple]:

@@ -70,7 +70,7 @@ def _flat_metrics(report: dict) -> dict[str, float]:
 def promote(model_name: str) -> dict:
     """Champion/challenger gate (SPEC 6): promote when the challenger is at least as good as the
     champion on the champion's primary metrics, both measured on the challenger's test data."""
-    configure()
+    configure(create=False)
     client = MlflowClient()
     try:
         challenger = client.get_model_version_by_alias(model_name, "challenger")
