@@ -2,7 +2,7 @@
 eligibility and labels (SPEC sections 4 and 5), one customer at a time, in plain Python.
 
 It is written from the SPEC text and the docstrings of ``features/*.py`` -- not from the
-vectorised code -- and is used by ``tests/test_features.py`` to check the fast path. Per event it
+vectorised code -- and is used by ``tests/features/test_features.py`` to check the fast path. Per event it
 uses ``datetime``/``timedelta`` arithmetic, per customer plain lists and dicts; no numpy.
 
 Choices the SPEC leaves open (the fast path's docstrings and comments decide; keep in sync):

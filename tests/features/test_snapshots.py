@@ -20,7 +20,7 @@ from journey_stage.core.settings import TASKS, Settings, build_settings
 from journey_stage.core.taxonomy import load_taxonomy
 
 TAX = load_taxonomy("five_stage")
-REAL = Path(__file__).resolve().parents[1] / "data" / "real"
+REAL = Path(__file__).resolve().parents[2] / "data" / "real"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from journey_stage.synthetic.generate import (
 )
 
 N = 5000
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "generator.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "generator.md"
 START = pd.Timestamp("2025-01-01", tz="UTC")
 END = START + pd.Timedelta(days=365)
 

@@ -26,7 +26,7 @@ from journey_stage.core.events import canonical_events, sort_events
 from journey_stage.core.settings import Horizons, Settings
 from journey_stage.core.taxonomy import LAPSED_INDEX, ROLE_INDEX, load_taxonomy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared test helpers in tests/
 import reference as ref  # noqa: E402
 
 TAX = load_taxonomy("five_stage")

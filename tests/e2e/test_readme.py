@@ -45,7 +45,7 @@ from serving_fixtures import free_port, load_failure, stop_process_group
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 # ---- the README's blocks ------------------------------------------------------------------------
@@ -130,9 +130,9 @@ MAPPED = {
     "python -m pytest -q -n 2 --dist loadfile": ("ci", "python -m pytest -q -n 2 --dist loadfile"),
     # `mlflow ui` takes 20-40 s to start on 2 cores: test_data_scientist_block opens the store it
     # names (the URI as the shell expands it) and finds the promoted model; a real MLflow server
-    # process on a SQLite store is run by tests/test_training.py
+    # process on a SQLite store is run by tests/training/test_training.py
     "mlflow ui --backend-store-uri sqlite:///$PWD/.journey/mlflow.db":
-        ("test", "tests/test_training.py::test_cycle_against_real_mlflow_server"),
+        ("test", "tests/training/test_training.py::test_cycle_against_real_mlflow_server"),
     "python benchmarks/bench_generate.py": ("bench", "generate.json"),
     "python benchmarks/bench_features.py": ("bench", "features.json"),
     "python benchmarks/bench_train.py --customers 200000": ("bench", "train.json"),

@@ -21,7 +21,7 @@ from journey_stage.core.events import COLUMNS, canonical_events, sort_events
 from journey_stage.core.settings import build_settings
 from journey_stage.core.taxonomy import load_taxonomy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / "data" / "real"
 CDNOW = REAL / "cdnow"
 OLIST = REAL / "olist_marketing_funnel"

@@ -16,7 +16,7 @@ pytest.importorskip("ipykernel", reason="the notebooks run on an ipykernel kerne
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT_S = 300
 KERNEL = "python3"
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared test helpers in tests/
 from batch_fixtures import batch_events, batch_model, model_env  # noqa: E402,F401
 
 import journey_stage.serving.local as local  # noqa: E402
@@ -29,7 +29,7 @@ from journey_stage.serving.batch import score_file  # noqa: E402
 from journey_stage.serving.partition import partition_count, partition_of  # noqa: E402
 from journey_stage.model.scoring import output_columns, score_events  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROB = lambda c: c.endswith("_probability") or c.startswith("stage_probability_")  # noqa: E731
 
 

@@ -77,7 +77,7 @@ def test_convert_cdnow_writes_preset(tmp_path):
 
     from journey_stage.core.io import taxonomy_hint
 
-    src = Path(__file__).resolve().parents[1] / "data" / "real" / "cdnow" / "CDNOW_master.txt"
+    src = Path(__file__).resolve().parents[2] / "data" / "real" / "cdnow" / "CDNOW_master.txt"
     out = tmp_path / "cdnow.parquet"
     res = runner.invoke(app, ["convert", "cdnow", str(src), "--out", str(out)])
     assert res.exit_code == 0, res.output
