@@ -12,7 +12,7 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 
 from journey_stage.core.version import __version__
@@ -34,27 +34,46 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
         mlflow.log_metrics({f"test.{k}": v for k, v in _flat_metrics(outcome.report).items()})
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "predictor.joblib"
-            joblib.dump(predictor, path)
-            example = events[events["customer_id"].isin(events["customer_id"].drop_duplicates().head(3))].head(20).copy()
-            example["timestamp"] = example["timestamp"].astype(str)
-            out = score_events(predictor, events[events["customer_id"].isin(example["customer_id"])], None, eligible_only=False)
-            sig = infer_signature(example, out, params={"as_of": ""})
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(Path(pyfunc.__file__).with_name("pyfunc_model.py")),  # models from code
-                artifacts={"predictor": str(path)},
-                signature=sig,
-                input_example=example,
-                registered_model_name=model_name,
-                pip_requirements=pyfunc.pinned_requirements(),
-                model_config={pyfunc.DIGEST_KEY: pyfunc.file_digest(path)},  # checked when the model loads
-                metadata={"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version, "journey_stage_version": __version__},
-            )
+            info = _log_model(predictor, events, Path(tmp), model_name)
         client = MlflowClient()
         version = str(info.registered_model_version)
         client.set_registered_model_alias(model_name, "challenger", version)
+        _finish_model(client, info, model_name, version)
         return {"run_id": run.info.run_id, "version": version, "model_uri": f"models:/{model_name}/{version}"}
+
+
+def _log_model(predictor, events: pd.DataFrame, tmp: Path, model_name: str):
+    """Log and register the pyfunc model: code, pinned requirements, digest, relaxed signature."""
+    path = tmp / "predictor.joblib"
+    joblib.dump(predictor, path)
+    example = events[events["customer_id"].isin(events["customer_id"].drop_duplicates().head(3))].head(20).copy()
+    example["timestamp"] = example["timestamp"].astype(str)
+    out = score_events(predictor, events[events["customer_id"].isin(example["customer_id"])], None, eligible_only=False)
+    inferred = infer_signature(example, out, params={"as_of": ""})
+    code = pyfunc.package_code(tmp / "code")
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(code / "model" / "pyfunc_model.py"),  # models from code
+        code_paths=[str(code)],  # the product travels with the model
+        artifacts={"predictor": str(path)},
+        signature=ModelSignature(inputs=pyfunc.input_schema(), outputs=inferred.outputs, params=inferred.params),
+        input_example=example,
+        registered_model_name=model_name,
+        pip_requirements=pyfunc.pinned_requirements(),
+        model_config={pyfunc.DIGEST_KEY: pyfunc.file_digest(path)},  # checked when the model loads
+        metadata={"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version, "journey_stage_version": __version__},
+    )
+
+
+def _finish_model(client: MlflowClient, info, model_name: str, version: str) -> None:
+    """After registration: the model learns its registered name and version (registry.json) and
+    its MLmodel names the code file relatively (no path of this checkout)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp))
+        pyfunc.portable_mlmodel(local / "MLmodel")
+        (local / pyfunc.REGISTRY_FILE).write_text(json.dumps({"name": model_name, "version": version}))
+        client.log_model_artifact(info.model_id, str(local / "MLmodel"))
+        client.log_model_artifact(info.model_id, str(local / pyfunc.REGISTRY_FILE))
 
 
 def _flat_metrics(report: dict) -> dict[str, float]:

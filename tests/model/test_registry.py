@@ -75,32 +75,8 @@ def test_other_load_failures_keep_their_own_message(tmp_path, runtime):
     assert "written by" not in str(err.value) and "cannot load model" in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def logged_model(tmp_path_factory):
-    """A small model trained and logged the way `journey train` logs it, in its own store."""
-    from journey_stage.core.events import canonical_events
-    from journey_stage.core.settings import Settings
-    from journey_stage.core.taxonomy import load_taxonomy
-    from journey_stage.synthetic.generate import generate_events
-    from journey_stage.training import tracking
-    from journey_stage.training.pipeline import train_and_evaluate
-
-    home = tmp_path_factory.mktemp("registry-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JOURNEY_HOME", str(home))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    tax = load_taxonomy("five_stage")
-    events = canonical_events(generate_events(300, seed=5), "generated", tax).events
-    outcome = train_and_evaluate(events, tax, Settings(n_estimators=10, bootstrap_rounds=0, purge_validation=False))
-    report = home / "report"
-    report.mkdir()
-    logged = tracking.log_training_run(outcome, events, outcome.predictor.settings, report, {}, "registry-test")
-    yield home, logged["model_uri"]
-    mp.undo()
-
-
 def test_requirements_are_pinned_and_the_digest_recorded(logged_model):
-    home, uri = logged_model
+    home, uri, _ = logged_model
     runtime = RuntimeSettings(home=home)
     registry.configure(runtime)
     local = Path(mlflow.artifacts.download_artifacts(uri))
@@ -113,7 +89,7 @@ def test_requirements_are_pinned_and_the_digest_recorded(logged_model):
 def test_a_changed_artifact_is_refused_with_one_line(logged_model, tmp_path):
     import shutil
 
-    home, uri = logged_model
+    home, uri, _ = logged_model
     runtime = RuntimeSettings(home=home)
     registry.configure(runtime)
     copy = tmp_path / "model"
