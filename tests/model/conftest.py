@@ -18,7 +18,8 @@ def logged_model(tmp_path_factory):
     home = tmp_path_factory.mktemp("registry-home")
     tax = load_taxonomy("five_stage")
     events = canonical_events(generate_events(300, seed=5), "generated", tax).events
-    outcome = train_and_evaluate(events, tax, Settings(n_estimators=10, bootstrap_rounds=0, purge_validation=False))
+    # booster weight 0.5: every binary task is a blend, so its calibrator pickles the blended estimator too
+    outcome = train_and_evaluate(events, tax, Settings(n_estimators=10, bootstrap_rounds=0, purge_validation=False, booster_weights=[0.5]))
     report = home / "report"
     report.mkdir()
     with pytest.MonkeyPatch.context() as mp:  # the store of this fixture only while logging

@@ -123,3 +123,24 @@ def test_a_fresh_environment_from_the_models_own_requirements(model_dir, logged_
     got = pd.read_parquet(tmp_path / "out.parquet")
     want = expected(logged_model, events)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False)
+
+
+def test_the_pickled_predictor_needs_only_the_inference_layers(logged_model):
+    """What travels in code/ (core, features, model) is all a loaded predictor imports: no class
+    of training, serving or the CLI is pickled into it (a fresh environment would lack them)."""
+    import pickle
+    import pickletools
+
+    home, uri, _ = logged_model
+    predictor = registry.load_predictor(uri, RuntimeSettings(home=home))
+    modules, strings = set(), []
+    for op, arg, _ in pickletools.genops(pickle.dumps(predictor, protocol=4)):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(arg)
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            modules.add(strings[-2])
+        elif op.name == "GLOBAL":
+            modules.add(arg.split(" ")[0])
+    ours = {m for m in modules if m.startswith("journey_stage")}
+    assert "journey_stage.model.task_model" in ours and any(m.linear is not None for m in predictor.models.values())
+    assert ours and all(m.split(".")[1] in ("core", "features", "model") for m in ours), sorted(ours)
