@@ -1,0 +1,235 @@
+"""Live customer profiles: the stored event history of each customer, answered by id.
+
+A store keeps *canonical* events (after the same validation as ``/predict`` and batch files) and
+gives them back as a canonical events frame, so a prediction by id goes through the one
+feature and scoring path (:func:`journey_stage.model.scoring.score_records`); nothing is
+pre-aggregated. Exact duplicates (every column equal, SPEC section 2) are stored once; late and
+out-of-order events are fine (features use event time).
+
+Stores, named by URL (``JOURNEY_PROFILE_STORE``):
+
+- ``sqlite:///PATH`` (default: ``profiles.db`` under ``JOURNEY_HOME``): one file, WAL mode, shared
+  safely by the service's worker processes on one machine;
+- ``redis://HOST:PORT/DB``: a Redis server shared by several service replicas (one sorted set
+  per customer, scored by event time; members are the canonical event as JSON).
+
+Retention: at most ``max_events`` newest events per customer and, optionally, none older than
+``max_age_days`` before the customer's newest event. Truncation changes all-time features (counts,
+first-event recency) of long histories: a customer is then scored on its retained history only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from journey_stage.core.errors import ConfigError
+from journey_stage.core.events import COLUMNS, TS_DTYPE, sort_events
+
+US_PER_DAY = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class Retention:
+    max_events: int = 5000  # newest events kept per customer
+    max_age_days: float | None = None  # events older than this before the customer's newest are dropped
+
+
+class ProfileStore(Protocol):
+    def add(self, events: pd.DataFrame) -> tuple[int, int]:
+        """Store canonical events; ``(stored, duplicates)``."""
+
+    def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        """The stored events of these customers, a canonical events frame."""
+
+    def delete(self, customer_id: str) -> int:
+        """Erase every stored event of a customer; how many there were."""
+
+    def close(self) -> None: ...
+
+
+def _rows(events: pd.DataFrame) -> list[tuple]:
+    """Canonical events as plain tuples (customer_id, ts_us, event_type, channel, value, campaign)."""
+    ts = events["timestamp"].array.asi8 if len(events) else np.zeros(0, np.int64)
+    values = events["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    out = []
+    for cid, t, et, ch, v, camp in zip(events["customer_id"], ts.tolist(), events["event_type"], events["channel"], values.tolist(), events["campaign"]):
+        out.append((str(cid), int(t), str(et), None if pd.isna(ch) else str(ch), None if v != v else float(v), None if pd.isna(camp) else str(camp)))
+    return out
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """Plain tuples back to the canonical events frame (types and order of core.events)."""
+    cols = list(zip(*rows)) if rows else [()] * 6
+    frame = pd.DataFrame({
+        "customer_id": pd.array(list(cols[0]), dtype="str"),
+        "timestamp": pd.array(np.array(cols[1], dtype="datetime64[us]"), dtype=TS_DTYPE) if rows else pd.array([], dtype=TS_DTYPE),
+        "event_type": pd.array(list(cols[2]), dtype="str"),
+        "channel": pd.array(list(cols[3]), dtype="str"),
+        "value": np.array([np.nan if x is None else x for x in cols[4]], dtype=np.float64),
+        "campaign": pd.array(list(cols[5]), dtype="str"),
+    }, columns=list(COLUMNS))
+    return sort_events(frame)
+
+
+def _event_json(row: tuple) -> str:
+    return json.dumps(list(row[1:]), separators=(",", ":"))
+
+
+class SQLiteStore:
+    """One SQLite file (WAL); the primary key (customer, digest of the event) ignores exact
+    duplicates, also across processes."""
+
+    def __init__(self, path: Path, retention: Retention):
+        self.path = Path(path)
+        self.retention = retention
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS events (customer_id TEXT NOT NULL, digest BLOB NOT NULL, ts INTEGER NOT NULL, "
+                      "event TEXT NOT NULL, PRIMARY KEY (customer_id, digest)) WITHOUT ROWID")
+            c.execute("CREATE INDEX IF NOT EXISTS events_by_time ON events (customer_id, ts)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def add(self, events: pd.DataFrame) -> tuple[int, int]:
+        rows = _rows(events)
+        if not rows:
+            return 0, 0
+        data = [(r[0], hashlib.blake2b(_event_json(r).encode(), digest_size=16).digest(), r[1], _event_json(r)) for r in rows]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", data)
+            stored = conn.total_changes - before
+            self._retain(conn, sorted({r[0] for r in rows}))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return stored, len(rows) - stored
+
+    def _retain(self, conn: sqlite3.Connection, customers: list[str]) -> None:
+        keep, age = self.retention.max_events, self.retention.max_age_days
+        for cid in customers:
+            conn.execute("DELETE FROM events WHERE customer_id = ? AND digest IN (SELECT digest FROM events WHERE customer_id = ? "
+                         "ORDER BY ts DESC, digest DESC LIMIT -1 OFFSET ?)", (cid, cid, keep))
+            if age is not None:
+                conn.execute("DELETE FROM events WHERE customer_id = ? AND ts < (SELECT MAX(ts) FROM events WHERE customer_id = ?) - ?",
+                             (cid, cid, int(age * US_PER_DAY)))
+
+    def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        rows = []
+        conn = self._conn()
+        for lo in range(0, len(ids), 500):
+            part = ids[lo: lo + 500]
+            marks = ",".join("?" * len(part))
+            for cid, event in conn.execute(f"SELECT customer_id, event FROM events WHERE customer_id IN ({marks})", part):
+                rows.append((cid, *json.loads(event)))
+        return _frame(rows)
+
+    def delete(self, customer_id: str) -> int:
+        return self._conn().execute("DELETE FROM events WHERE customer_id = ?", (customer_id,)).rowcount
+
+    def count(self, customer_id: str) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM events WHERE customer_id = ?", (customer_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class RedisStore:
+    """One sorted set per customer (``journey:events:<id>``), scored by event time; ``ZADD``
+    ignores a member already there, so exact duplicates are stored once on every replica."""
+
+    PREFIX = "journey:events:"
+
+    def __init__(self, url: str, retention: Retention):
+        import redis
+
+        self.retention = retention
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+    def key(self, customer_id: str) -> str:
+        return self.PREFIX + customer_id
+
+    def add(self, events: pd.DataFrame) -> tuple[int, int]:
+        rows = _rows(events)
+        if not rows:
+            return 0, 0
+        by_customer: dict[str, dict[str, int]] = {}
+        for r in rows:
+            by_customer.setdefault(r[0], {})[_event_json(r)] = r[1]
+        pipe = self.client.pipeline(transaction=False)
+        for cid, members in by_customer.items():
+            pipe.zadd(self.key(cid), members)
+        stored = sum(int(n) for n in pipe.execute())
+        self._retain(list(by_customer))
+        return stored, len(rows) - stored
+
+    def _retain(self, customers: list[str]) -> None:
+        keep, age = self.retention.max_events, self.retention.max_age_days
+        pipe = self.client.pipeline(transaction=False)
+        for cid in customers:
+            pipe.zremrangebyrank(self.key(cid), 0, -(keep + 1))
+        pipe.execute()
+        if age is not None:
+            newest = self.client.pipeline(transaction=False)
+            for cid in customers:
+                newest.zrange(self.key(cid), -1, -1, withscores=True)
+            for cid, top in zip(customers, newest.execute()):
+                if top:
+                    self.client.zremrangebyscore(self.key(cid), "-inf", f"({int(top[0][1]) - int(age * US_PER_DAY)}")
+
+    def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        pipe = self.client.pipeline(transaction=False)
+        for cid in ids:
+            pipe.zrange(self.key(cid), 0, -1)
+        rows = [(cid, *json.loads(m)) for cid, members in zip(ids, pipe.execute()) for m in members]
+        return _frame(rows)
+
+    def delete(self, customer_id: str) -> int:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zcard(self.key(customer_id))
+        pipe.delete(self.key(customer_id))
+        return int(pipe.execute()[0])
+
+    def count(self, customer_id: str) -> int:
+        return int(self.client.zcard(self.key(customer_id)))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_store(url: str | None, home: Path, retention: Retention) -> ProfileStore:
+    """The store a URL names (None: the SQLite file under ``home``)."""
+    if not url:
+        return SQLiteStore(Path(home) / "profiles.db", retention)
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite" and url.startswith("sqlite:///"):
+        return SQLiteStore(Path(url[len("sqlite:///"):]), retention)  # sqlite:////abs/path or sqlite:///relative/path
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return RedisStore(url, retention)
+    raise ConfigError(f"JOURNEY_PROFILE_STORE={url!r}: unknown store.", "use sqlite:///PATH or redis://HOST:PORT/DB.")
