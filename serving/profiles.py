@@ -233,3 +233,9 @@ def open_store(url: str | None, home: Path, retention: Retention) -> ProfileStor
     if parts.scheme in ("redis", "rediss", "unix"):
         return RedisStore(url, retention)
     raise ConfigError(f"JOURNEY_PROFILE_STORE={url!r}: unknown store.", "use sqlite:///PATH or redis://HOST:PORT/DB.")
+
+
+def store_from_settings(runtime) -> ProfileStore:
+    """The store the runtime settings name, with their retention."""
+    retention = Retention(max_events=runtime.profile_max_events or runtime.max_events, max_age_days=runtime.profile_max_age_days)
+    return open_store(runtime.profile_store, runtime.home_path, retention)
