@@ -20,7 +20,6 @@ first-event recency) of long histories: a customer is then scored on its retaine
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -57,14 +56,21 @@ class ProfileStore(Protocol):
     def close(self) -> None: ...
 
 
-def _rows(events: pd.DataFrame) -> list[tuple]:
-    """Canonical events as plain tuples (customer_id, ts_us, event_type, channel, value, campaign)."""
-    ts = events["timestamp"].array.asi8 if len(events) else np.zeros(0, np.int64)
+def _columns(events: pd.DataFrame) -> tuple[list, ...]:
+    """Canonical events as plain Python columns: customer_id, ts (microseconds), event_type,
+    channel, value, campaign (None where missing)."""
+    ts = events["timestamp"].array.asi8.tolist() if len(events) else []
     values = events["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    out = []
-    for cid, t, et, ch, v, camp in zip(events["customer_id"], ts.tolist(), events["event_type"], events["channel"], values.tolist(), events["campaign"]):
-        out.append((str(cid), int(t), str(et), None if pd.isna(ch) else str(ch), None if v != v else float(v), None if pd.isna(camp) else str(camp)))
-    return out
+
+    def text(col: str) -> list:
+        return events[col].astype(object).where(events[col].notna(), None).tolist()
+
+    return (text("customer_id"), ts, text("event_type"), text("channel"),
+            [None if v != v else v for v in values.tolist()], text("campaign"))
+
+
+def _rows(events: pd.DataFrame) -> list[tuple]:
+    return list(zip(*_columns(events)))
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
@@ -85,19 +91,24 @@ def _event_json(row: tuple) -> str:
     return json.dumps(list(row[1:]), separators=(",", ":"))
 
 
+# SQLite primary-key columns cannot be NULL: missing optional values are stored as sentinels no
+# canonical event can hold (blank text is missing, values are >= 0).
+_NO_TEXT, _NO_VALUE = "", -1.0
+
+
 class SQLiteStore:
-    """One SQLite file (WAL); the primary key (customer, digest of the event) ignores exact
-    duplicates, also across processes."""
+    """One SQLite file (WAL). The primary key is the whole event, so exact duplicates are ignored
+    exactly, also across processes (``INSERT OR IGNORE``)."""
 
     def __init__(self, path: Path, retention: Retention):
         self.path = Path(path)
         self.retention = retention
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS events (customer_id TEXT NOT NULL, digest BLOB NOT NULL, ts INTEGER NOT NULL, "
-                      "event TEXT NOT NULL, PRIMARY KEY (customer_id, digest)) WITHOUT ROWID")
-            c.execute("CREATE INDEX IF NOT EXISTS events_by_time ON events (customer_id, ts)")
+        self._conn().execute(
+            "CREATE TABLE IF NOT EXISTS events (customer_id TEXT NOT NULL, ts INTEGER NOT NULL, event_type TEXT NOT NULL, "
+            "channel TEXT NOT NULL, value REAL NOT NULL, campaign TEXT NOT NULL, "
+            "PRIMARY KEY (customer_id, ts, event_type, channel, value, campaign)) WITHOUT ROWID")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -105,35 +116,43 @@ class SQLiteStore:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB of pages: bulk loads stay in memory between commits
             self._local.conn = conn
         return conn
 
     def add(self, events: pd.DataFrame) -> tuple[int, int]:
-        rows = _rows(events)
-        if not rows:
+        cid, ts, et, ch, v, camp = _columns(events)
+        if not cid:
             return 0, 0
-        data = [(r[0], hashlib.blake2b(_event_json(r).encode(), digest_size=16).digest(), r[1], _event_json(r)) for r in rows]
+        rows = zip(cid, ts, et, [_NO_TEXT if c is None else c for c in ch], [_NO_VALUE if x is None else x for x in v],
+                   [_NO_TEXT if c is None else c for c in camp])
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", data)
+            conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
             stored = conn.total_changes - before
-            self._retain(conn, sorted({r[0] for r in rows}))
+            self._retain(conn, sorted(set(cid)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return stored, len(rows) - stored
+        return stored, len(cid) - stored
 
     def _retain(self, conn: sqlite3.Connection, customers: list[str]) -> None:
         keep, age = self.retention.max_events, self.retention.max_age_days
-        for cid in customers:
-            conn.execute("DELETE FROM events WHERE customer_id = ? AND digest IN (SELECT digest FROM events WHERE customer_id = ? "
-                         "ORDER BY ts DESC, digest DESC LIMIT -1 OFFSET ?)", (cid, cid, keep))
+        for lo in range(0, len(customers), 500):
+            part = customers[lo: lo + 500]
+            marks = ",".join("?" * len(part))
+            over = [r[0] for r in conn.execute(f"SELECT customer_id FROM events WHERE customer_id IN ({marks}) GROUP BY customer_id "
+                                               "HAVING COUNT(*) > ?", (*part, keep))]
+            for c in over:
+                conn.execute("DELETE FROM events WHERE (customer_id, ts, event_type, channel, value, campaign) IN (SELECT * FROM events "
+                             "WHERE customer_id = ? ORDER BY ts DESC, event_type DESC, channel DESC, value DESC, campaign DESC "
+                             "LIMIT -1 OFFSET ?)", (c, keep))
             if age is not None:
-                conn.execute("DELETE FROM events WHERE customer_id = ? AND ts < (SELECT MAX(ts) FROM events WHERE customer_id = ?) - ?",
-                             (cid, cid, int(age * US_PER_DAY)))
+                conn.executemany("DELETE FROM events WHERE customer_id = ? AND ts < (SELECT MAX(ts) FROM events WHERE customer_id = ?) - ?",
+                                 [(c, c, int(age * US_PER_DAY)) for c in part])
 
     def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         ids = list(dict.fromkeys(str(c) for c in customer_ids))
@@ -142,8 +161,8 @@ class SQLiteStore:
         for lo in range(0, len(ids), 500):
             part = ids[lo: lo + 500]
             marks = ",".join("?" * len(part))
-            for cid, event in conn.execute(f"SELECT customer_id, event FROM events WHERE customer_id IN ({marks})", part):
-                rows.append((cid, *json.loads(event)))
+            for c, ts, et, ch, v, camp in conn.execute(f"SELECT * FROM events WHERE customer_id IN ({marks})", part):
+                rows.append((c, ts, et, ch or None, None if v == _NO_VALUE else v, camp or None))
         return _frame(rows)
 
     def delete(self, customer_id: str) -> int:
