@@ -163,3 +163,104 @@ def convert_source_invalid(dataset: str, path: str, expected: str, found: str) -
         f"{path}: cannot convert as {dataset}: expected {expected}; found {found}.",
         f"pass the original {dataset} download (file names and columns as in data/real/README.md) to `journey convert {dataset} SRC`.",
     )
+
+
+# ---- data sufficiency (the protocol ladder, features/protocols.py) and the promotion gate ---------
+
+def days(x: float) -> str:
+    """Days as the messages show them: whole days when whole, else one decimal."""
+    return f"{x:.0f}" if abs(x - round(x)) < 0.05 else f"{x:.1f}"
+
+
+def needs_history_before_test(missing: float, test0: str, warmup: float, horizon: float, need: float, history: float) -> str:
+    return (
+        f"needs {days(missing)} more days of history before the first test cutoff ({test0}): a training cutoff needs a "
+        f"{days(warmup)}-day warm-up and its {days(horizon)}-day label window must end by the test cutoff "
+        f"({days(need)} days in all), the log has {days(history)}"
+    )
+
+
+def needs_events_after_test_from(missing: float, test_from: str, horizon: float, window_end: str, log_end: str) -> str:
+    return (
+        f"needs {days(missing)} more days of events after --test-from {test_from}: the first test cutoff's "
+        f"{days(horizon)}-day label window ends {window_end}, the log ends {log_end}"
+    )
+
+
+def needs_longer_log(missing: float, need: float, span: float, warmup: float, horizon: float, events: str) -> str:
+    return (
+        f"needs {days(missing)} more days of events: a {days(warmup)}-day warm-up, a {days(horizon)}-day training label "
+        f"window and a {days(horizon)}-day test label window take {days(need)} days, the log covers {days(span)} "
+        f"day(s) (events {events})"
+    )
+
+
+def needs_class_rows(need: int, what: str, part: str, have: int) -> str:
+    """``what``: "positive", "negative" or "outside the most frequent stage"."""
+    if what.startswith("outside"):
+        return f"needs at least {need:,} {part} rows {what}, has {have:,}"
+    return f"needs at least {need:,} {what} {part} rows, has {have:,}"
+
+
+def leakage_note(horizon: float) -> str:
+    return (
+        f"no purge: training label windows ({days(horizon)} days) overlap the validation slice's, so early stopping, "
+        "calibration and the model-vs-rule choice can reward memorising customers (leakage risk; the test stays honest)"
+    )
+
+
+def no_task_can_train(reasons: dict[str, str]) -> JourneyError:
+    return JourneyError(
+        "no task can train on this data: " + "; ".join(f"{task}: {why}" for task, why in reasons.items()) + ".",
+        "`journey check --events PATH` shows the facts per task; pass a longer log, shorter --horizon TASK=DAYS values "
+        "or another --test-from date.",
+    )
+
+
+# ---- batch files: lines that are not rows, outputs that would lose data (issue 13 defect 9) ------
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    text = text.rstrip("\r\n")
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def problem_field_count(source: str, row: int, expected: int, got: int, text: str) -> Problem:
+    return Problem("field_count", f"{where(source, row)}: expected {expected} fields as in the header, got {got}: {_excerpt(text)}", row)
+
+
+def problem_unclosed_quote(source: str, row: int, text: str) -> Problem:
+    return Problem(
+        "unclosed_quote",
+        f"{where(source, row)}: expected one line per row, but a double quote (\") opens a value that does not close on "
+        f"this line (it would swallow the next rows): {_excerpt(text)}; remove the stray quote or double it (\"\")",
+        row,
+    )
+
+
+def problem_not_utf8(source: str, row: int, byte: int, position: int) -> Problem:
+    return Problem("not_utf8", f"{where(source, row)}: expected UTF-8 text, got byte 0x{byte:02x} at byte {position + 1} of the row; "
+                   "save the file as UTF-8", row)
+
+
+def problem_bad_csv_row(source: str, row: int, reason: str, text: str) -> Problem:
+    return Problem("bad_csv_row", f"{where(source, row)}: expected a CSV row, got one that cannot be read ({reason}): {_excerpt(text)}", row)
+
+
+def output_is_input(flag: str, path: object, events: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: is the input --events {events}; writing it would overwrite the events.",
+                        f"write {flag} to another file.")
+
+
+def output_inside_input(flag: str, path: object, events: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: is inside the input folder --events {events}; the next run would read it as events.",
+                        f"write {flag} outside the events folder.")
+
+
+def outputs_collide(flag: str, path: object, other_flag: str) -> JourneyError:
+    return JourneyError(f"{flag} {path}: is also {other_flag}; one file would overwrite the other.",
+                        f"give {flag} and {other_flag} different files.")
+
+
+def output_not_writable(flag: str, path: object, reason: str) -> JourneyError:
+    return JourneyError(f"{flag} {path}: cannot be written: {reason}.",
+                        "choose a folder you can write to (or fix its permissions) and a file name that is not a folder.")

@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import shutil
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -146,12 +147,12 @@ CODE_PACKAGES = ("core", "features", "model")
 def package_code(dest: Path) -> Path:
     """A copy of the installed ``journey_stage`` package, inference layers only, under
     ``dest/journey_stage`` (for the model's ``code_paths``), with its version written in."""
-    import journey_stage
     from journey_stage.core.version import __version__
 
     root = dest / "journey_stage"
     root.mkdir(parents=True)
-    (root / "__init__.py").write_text(Path(journey_stage.__file__).read_text())
+    top = sys.modules["journey_stage"]  # the package root, imported with this module (no upward import)
+    (root / "__init__.py").write_text(Path(top.__file__).read_text())
     for name in CODE_PACKAGES:
         src = Path(importlib.import_module(f"journey_stage.{name}").__path__[0])
         shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -27,6 +27,13 @@ How the local engine works (:func:`score_file`, ``engine="local"``):
 4. **Write atomically.** Partitions are appended in order to a temporary file in the output's
    folder (Parquet row groups or CSV lines) that replaces the target with ``os.replace`` only when
    every partition succeeded: a failure or Ctrl-C leaves no partial output and no temporary file.
+   SIGTERM and SIGHUP stop a run like Ctrl-C (temporary files, spill folder and worker processes
+   removed); workers die with the main process even when it is killed (SIGKILL), and the files a
+   killed run leaves (named after its process id) are removed by the next run of the same output.
+
+Before any work, outputs that would lose data are refused with one line: ``out`` or ``rejects``
+equal to the input (or inside the input folder), ``rejects`` equal to ``out``, or an output that
+cannot be written.
 
 Big inputs (:data:`~journey_stage.serving.local.PARALLEL_MIN_ROWS` rows or more) use ``workers``
 processes (default: one per core): Parquet read units are validated and partitions are scored in
@@ -46,7 +53,10 @@ Modules: :mod:`~journey_stage.serving.reading` (input -> validated chunks),
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from journey_stage.core import io
@@ -57,7 +67,36 @@ from journey_stage.serving.local import PARALLEL_MIN_ROWS, default_workers, scor
 from journey_stage.serving.partition import DEFAULT_PARTITIONS, partition_count
 from journey_stage.serving.progress import Progress
 from journey_stage.serving.reading import BATCH_ROWS, estimate_rows, file_kind
-from journey_stage.serving.writing import output_kind
+from journey_stage.serving.writing import check_output, output_kind
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during :func:`score_file`: the run stops and cleans up like after Ctrl-C."""
+
+
+@contextmanager
+def signals_as_interrupt():
+    """In the main thread, SIGTERM and SIGHUP (when they would kill the process) raise
+    :class:`Terminated` instead, so the clean-up of an interrupted run happens; once: a second
+    signal does not interrupt the clean-up. The previous handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def stop(signum, frame):
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(f"stopped by signal {signum}")
+
+    for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if s is not None and signal.getsignal(s) == signal.SIG_DFL:
+            previous[s] = signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def score_file(
@@ -105,6 +144,18 @@ def score_file(
         events_path = Path(events_path)
         files = io.event_files(events_path)  # clear error for a missing path or an unsupported type
         n_parts = partition_count(estimate_rows(files), partitions)
+    check_output(out_path, "--out", inputs=[events_path])
+    if rejects is not None:
+        check_output(rejects, "--rejects", inputs=[events_path], others=[("--out", out_path)])
+    with signals_as_interrupt():
+        return _run(events_path, out_path, files, n_parts, t0, model_uri=model_uri, t_as_of=t_as_of, engine=engine, rejects=rejects,
+                    reasons=reasons, spark_master=spark_master, partitions=partitions, progress=progress, predictor=predictor,
+                    batch_rows=batch_rows, workers=workers)
+
+
+def _run(events_path, out_path: Path, files, n_parts, t0: float, *, model_uri, t_as_of, engine, rejects, reasons, spark_master, partitions,
+         progress, predictor, batch_rows, workers) -> dict:
+    """Load the model and score with the engine (the arguments checked by score_file)."""
     if predictor is None:
         from journey_stage.model.registry import load_predictor
 

@@ -3,18 +3,23 @@ for the whole procedure): read units are validated into a *spill* of canonical e
 partition, the partitions are scored one by one, and the output is written atomically.
 
 The spill is kept in memory while small, else written as LZ4 Arrow IPC files to a hidden folder
-next to the output. Big inputs use ``workers`` spawned processes: Parquet read units are validated
+next to the output (``.<out>.spill-<pid>-<host>.<random>``: the next run removes it if this
+process is killed). Big inputs use ``workers`` spawned processes: Parquet read units are validated
 and partitions are scored in parallel; the main process reads CSV / JSON Lines and writes the
-output in partition order.
+output in partition order. Workers die with the main process, even when it is killed (SIGKILL).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import signal
-import tempfile
+import sys
+import threading
+import time
 from collections import deque
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from journey_stage.core import io
 from journey_stage.core.errors import JourneyError
 from journey_stage.serving.partition import EVENT_SCHEMA, partition_of, score_partition
 from journey_stage.serving.progress import Progress, Tasks, open_bar
@@ -158,9 +164,32 @@ def read_partition(p: int, parts: int, files: dict[int, Path], mem: dict[int, li
 _WORKER: dict = {}
 
 
-def _worker_init(predictor, playbook, parts: int, batch_rows: int) -> None:
+def _worker_init(predictor, playbook, parts: int, batch_rows: int, parent: int | None = None) -> None:
+    """``predictor``: or the path of its pickle (small start-up data: an interrupt cannot cut it in half)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what an interrupt means
+    if parent is not None:
+        _die_with_parent(parent)
+    predictor = pickle.loads(Path(predictor).read_bytes()) if isinstance(predictor, str) else predictor
     _WORKER.update(predictor=predictor, playbook=playbook, parts=parts, batch_rows=batch_rows)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive the main process, even killed with SIGKILL: on Linux the kernel kills
+    it with its parent (PR_SET_PDEATHSIG = 1); everywhere a thread ends it once the parent is gone."""
+    with suppress(OSError, AttributeError):
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="journey-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _worker_validate(unit: Unit, path: Path, allow_rejects: bool):
@@ -183,12 +212,25 @@ def _worker_score(p: int, files: dict[int, Path], as_of, reasons: bool):
     return p, frame, stats
 
 
+@contextmanager
+def _signals_deferred():
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (main thread only), then act."""
+    got, previous = [], {}
+    if threading.current_thread() is threading.main_thread():  # the only thread that gets signals
+        for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if s is not None:
+                previous[s] = signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])
+
+
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
-
-
-def _noop() -> None:
-    return None
 
 
 class WorkerPool:
@@ -201,7 +243,6 @@ class WorkerPool:
 
     def __init__(self, workers: int, initargs: tuple):
         import multiprocessing as mp
-        import sys
         import types
         from concurrent.futures import ProcessPoolExecutor
 
@@ -210,7 +251,9 @@ class WorkerPool:
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
             self.ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=initargs)
-            for f in [self.ex.submit(_noop) for _ in range(workers)]:
+            with _signals_deferred():  # a worker interrupted while it receives its start-up data prints a traceback
+                started = [self.ex.submit(int) for _ in range(workers)]
+            for f in started:
                 f.result()
         except BaseException:
             sys.modules["__main__"] = main
@@ -233,6 +276,9 @@ class WorkerPool:
                 proc.terminate()
         for proc in procs:
             proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
         self.ex = None
 
 
@@ -250,13 +296,14 @@ def score_local(files: list[Path], events_path: Path, out_path: Path, predictor,
     playbook = load_playbook()
     allow_rejects = rejects is not None
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    spill_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spill-", dir=out_path.parent))
+    spill_dir = io.temp_folder(out_path, "spill")
     spill = Spill(n_parts, spill_dir, SPILL_MEMORY_BYTES if workers == 1 else 0)  # workers read the spill from disk
     pool = None
     try:
         units = plan_units(files, batch_rows)
         if workers > 1:
-            pool = WorkerPool(workers, (predictor, playbook, n_parts, batch_rows))
+            (spill_dir / "predictor.pickle").write_bytes(pickle.dumps(predictor, protocol=pickle.HIGHEST_PROTOCOL))
+            pool = WorkerPool(workers, (str(spill_dir / "predictor.pickle"), playbook, n_parts, batch_rows, os.getpid()))
         with open_bar(progress) as bar:
             tasks = Tasks(bar)
             read_task = tasks.add("reading and validating events", len(units))
@@ -336,9 +383,8 @@ def _write_partitions(scored: Iterator[tuple[pd.DataFrame, dict]], tasks: Tasks,
     totals = {"dups": 0, "events": 0, "customers": 0, "scored": 0}
     score_task = tasks.add(f"scoring {n_parts} customer partitions", n_parts)
     for frame, stats in scored:
-        totals["dups"] += stats["dups"]
-        totals["events"] += stats["events"]
-        totals["customers"] += stats["customers"]
+        for k in ("dups", "events", "customers"):
+            totals[k] += stats[k]
         if len(frame):
             writer.write(frame)
             totals["scored"] += len(frame)

@@ -66,6 +66,8 @@ def _rank(col) -> tuple[np.ndarray, int]:
         uniq, inv = np.unique(np.where(nan, 0.0, v), return_inverse=True)  # -0.0 == 0.0, as pandas compares
         return np.where(nan, 0, inv.ravel() + 1).astype(np.int64), len(uniq) + 1
     d = arr.dictionary_encode()
+    if len(d.dictionary) == 0:  # every value missing (a partition without any channel or campaign): all rank 0
+        return np.zeros(len(arr), np.int64), 1
     r = np.empty(len(d.dictionary), np.int64)
     r[pc.sort_indices(d.dictionary).to_numpy()] = np.arange(1, len(d.dictionary) + 1)
     idx = d.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)

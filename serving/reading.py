@@ -5,12 +5,13 @@ the problems of a file are gathered chunk by chunk and reported like a whole-fil
 
 A *read unit* is a group of Parquet row groups of about ``batch_rows`` rows, or one CSV / JSON
 Lines file (read sequentially), or a Parquet file with float text columns (validated whole).
+CSV files are read by :func:`journey_stage.core.io.raw_chunks`: a row is a line, and a line that is
+not a row (wrong number of fields, not UTF-8, a quote it does not close) is rejected on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from io import StringIO
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,7 +21,8 @@ import pyarrow.parquet as pq
 
 from journey_stage.core import errors, io
 from journey_stage.core.errors import InputError, JourneyError, Problem
-from journey_stage.core.events import MAX_PROBLEMS, validate_events
+from journey_stage.core.events import MAX_PROBLEMS
+from journey_stage.core.io import RawChunk, validate_chunk
 
 BATCH_ROWS = 1_000_000  # input rows validated at a time
 EST_BYTES_PER_ROW = {"CSV": 60, "JSON Lines": 150}  # uncompressed; only used to choose the partition count
@@ -113,9 +115,10 @@ def plan_units(files: list[Path], batch_rows: int = BATCH_ROWS) -> list[Unit]:
     return units
 
 
-def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(first_row, raw rows) of a read unit, ``batch_rows`` at a time, parsed like
-    :func:`journey_stage.core.io.read_raw` (Parquet as pandas reads it, CSV as text, JSON Lines untyped)."""
+def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[RawChunk]:
+    """Raw rows of a read unit, ``batch_rows`` at a time, numbered in their file, parsed like
+    :func:`journey_stage.core.io.read_raw` (Parquet as pandas reads it, CSV as text line by line,
+    JSON Lines untyped)."""
     path = unit.path
     kind = file_kind(path)
     if kind == "Parquet" and unit.row_groups is not None:
@@ -125,7 +128,7 @@ def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int,
             row = unit.first_row
             for batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups), use_pandas_metadata=True):
                 df = _parquet_to_pandas(pa.Table.from_batches([batch], schema=schema))
-                yield row, df
+                yield RawChunk(row, df)
                 row += len(df)
         except JourneyError:
             raise
@@ -133,47 +136,34 @@ def unit_chunks(unit: Unit, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int,
             raise _unreadable(path, exc) from None
         return
     if kind == "CSV":
-        sep = "\t" if path.name.lower().endswith(".tsv") else ","
-        row = 1
-        try:
-            with pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=sep, chunksize=batch_rows) as reader:
-                for df in reader:
-                    yield row, df.reset_index(drop=True)
-                    row += len(df)
-        except JourneyError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise _unreadable(path, exc) from None
+        yield from io.raw_chunks(path, batch_rows)
         return
     yield from frame_chunks(io.read_raw(path), batch_rows)  # JSON Lines (or float text columns): whole file
 
 
-def iter_chunks(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(first_row, raw rows) of one event file, ``batch_rows`` at a time."""
+def iter_chunks(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[RawChunk]:
+    """Raw rows of one event file, ``batch_rows`` at a time."""
     for unit in plan_units([Path(path)], batch_rows):
         yield from unit_chunks(unit, batch_rows)
 
 
-def frame_chunks(raw: pd.DataFrame, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(first_row, rows) slices of a file already read whole (whole when a text column is float)."""
+def frame_chunks(raw: pd.DataFrame, batch_rows: int = BATCH_ROWS) -> Iterator[RawChunk]:
+    """Slices of a file already read whole (whole when a text column is float)."""
     if _float_text_columns({c: pd.api.types.is_float_dtype(raw[c].dtype) for c in raw.columns}):
-        yield 1, raw
+        yield RawChunk(1, raw)
         return
     for start in range(0, len(raw), batch_rows):
-        yield start + 1, raw.iloc[start:start + batch_rows].reset_index(drop=True)
+        yield RawChunk(start + 1, raw.iloc[start:start + batch_rows].reset_index(drop=True))
 
 
-def parse_text(name: str, text: str) -> pd.DataFrame:
-    """A CSV / JSON Lines file's text -> raw table, with the options of :func:`journey_stage.core.io.read_raw`."""
-    kind = file_kind(Path(name.split("?")[0]))
-    try:
-        if kind == "CSV":
-            sep = "\t" if name.lower().endswith(".tsv") else ","
-            return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False, na_values=[""], sep=sep)
-        return pd.read_json(StringIO(text), lines=True, dtype=False, convert_dates=False)
-    except Exception as exc:  # noqa: BLE001
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise errors.unreadable_file(name, kind or "events", reason) from None
+def parse_bytes(name: str, data: bytes, batch_rows: int = BATCH_ROWS) -> Iterator[RawChunk]:
+    """A CSV / JSON Lines file's bytes (read by Spark) -> raw rows, exactly as read from the file."""
+    path = Path(name.split("?")[0])
+    if file_kind(path) == "CSV":
+        yield from io.raw_chunks(path, batch_rows, data)
+        return
+    for chunk in io.raw_chunks(path, None, data):  # JSON Lines: whole
+        yield from frame_chunks(chunk.frame, batch_rows)
 
 
 # ---- validation, problems of a file --------------------------------------------------------------
@@ -240,11 +230,11 @@ def validate_unit(unit: Unit, taxonomy, batch_rows: int, allow_rejects: bool, ad
     """Validate a read unit chunk by chunk; valid events go to ``add_events`` (not once a problem
     was found without ``allow_rejects``: the run stops with the error anyway)."""
     res = UnitResult(unit.seq, str(unit.path))
-    for first_row, raw in unit_chunks(unit, batch_rows):
-        if not len(raw):
+    for chunk in unit_chunks(unit, batch_rows):
+        if not len(chunk.frame):
             continue
-        v = validate_events(raw, res.source, taxonomy, first_row=first_row)
-        res.n_input += len(raw)
+        v = validate_chunk(chunk, res.source, taxonomy)
+        res.n_input += len(chunk.frame)
         res.problems.add(v.problems, v.n_problems, v.unknown_event_types)
         if res.problems.n_problems and not allow_rejects:
             continue
@@ -256,7 +246,7 @@ def validate_unit(unit: Unit, taxonomy, batch_rows: int, allow_rejects: bool, ad
             m = v.events["timestamp"].max()
             res.max_ts = m if res.max_ts is None or m > res.max_ts else res.max_ts
             add_events(v.events)
-        del raw, v
+        del chunk, v
     return res
 
 

@@ -2,9 +2,10 @@
 engine, computed by Spark executors. See ``docs/spark.md`` for running it on a cluster.
 
 1. **Read with Spark.** Parquet files with ``spark.read.parquet`` (plus each row's file and row
-   index from Spark's hidden ``_metadata`` column); CSV and JSON Lines files with
-   ``spark.read.text(wholetext=True)``, one file per row, parsed on the executors with the pandas
-   options of :func:`journey_stage.core.io.read_raw` (so ids keep their zero padding exactly as locally).
+   index from Spark's hidden ``_metadata`` column); CSV and JSON Lines files as bytes with
+   ``spark.read.format("binaryFile")``, one file per row, parsed on the executors by the local
+   engine's reader (:func:`journey_stage.core.io.raw_chunks`: ids keep their zero padding, a CSV
+   line that is not a row is rejected on its own, exactly as locally).
 2. **Validate the same way.** ``mapInPandas`` runs :func:`journey_stage.core.events.validate_events` on
    contiguous row runs of each file with their true row numbers: valid canonical events, rejected
    rows (file, row, reason, raw values) and per-chunk counts come out of one pass. Rejects and
@@ -131,7 +132,8 @@ def _read_validated(spark, events_path, predictor_bc, batch_rows: int):
         frames.append(raw.mapInPandas(fn, VALIDATED_DDL))
     text_files = groups.get("CSV", []) + groups.get("JSON Lines", [])
     if text_files:
-        txt = spark.read.text(text_files, wholetext=True).select("value", F.col("_metadata.file_path").alias("__file"))
+        # the files' bytes (not Spark's text decoding): rows with bytes that are not UTF-8 are rejected as locally
+        txt = spark.read.format("binaryFile").load(text_files).select(F.col("content").alias("value"), F.col("path").alias("__file"))
         txt = txt.repartition(min(len(text_files), max(spark.sparkContext.defaultParallelism, 1)) or 1)
         fn = partial(validate_text_files, sources=sources, predictor_bc=predictor_bc, batch_rows=batch_rows)
         frames.append(txt.mapInPandas(fn, VALIDATED_DDL))

@@ -16,9 +16,10 @@ import pandas as pd
 import pyarrow as pa
 
 from journey_stage.core.events import validate_events
+from journey_stage.core.io import validate_chunk
 from journey_stage.features.encode import from_us
 from journey_stage.serving.partition import EVENT_SCHEMA, score_partition
-from journey_stage.serving.reading import frame_chunks, parse_text
+from journey_stage.serving.reading import parse_bytes
 
 VALIDATED_DDL = (
     "kind string, customer_id string, timestamp timestamp, event_type string, channel string, "
@@ -107,15 +108,16 @@ def validate_parquet_batches(batches: Iterator[pd.DataFrame], *, raw_cols: list[
 
 
 def validate_text_files(batches: Iterator[pd.DataFrame], *, sources: dict, predictor_bc, batch_rows: int) -> Iterator[pd.DataFrame]:
-    """mapInPandas: whole CSV / JSON Lines files (value, __file) -> validated rows."""
+    """mapInPandas: whole CSV / JSON Lines files (their bytes, __file) -> validated rows, read by the
+    local engine's reader (a CSV line that is not a row is rejected on its own, with its row)."""
     taxonomy = predictor_bc.value.taxonomy
     for pdf in batches:
-        for text, uri in zip(pdf["value"], pdf["__file"]):
+        for data, uri in zip(pdf["value"], pdf["__file"]):
             source = sources.get(_norm_uri(str(uri)), str(uri))
-            raw = parse_text(source, text)
-            for first_row, chunk in frame_chunks(raw, batch_rows):
-                if len(chunk):
-                    yield _validate(chunk, source, first_row, taxonomy)
+            for chunk in parse_bytes(source, bytes(data), batch_rows):
+                if len(chunk.frame):
+                    v = validate_chunk(chunk, source, taxonomy)
+                    yield _validated_frame(v, source, [str(c) for c in chunk.frame.columns], chunk.first_row, len(chunk.frame))
 
 
 # ---- executors: scoring ------------------------------------------------------------------------

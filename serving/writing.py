@@ -2,14 +2,17 @@
 scored frames to one Parquet or CSV file, and the atomic write of scores and rejects.
 
 Scores are written to a temporary file in the output's folder that replaces the target with
-``os.replace`` only when everything succeeded: a failure or Ctrl-C leaves no partial output and
-no temporary file. Columns are those of the HTTP API flattened
+``os.replace`` only when everything succeeded: a failure, Ctrl-C or SIGTERM leaves no partial output
+and no temporary file (those of a killed run are removed by the next run). :func:`check_output`
+refuses before any work an output that would overwrite an input or the other output, or that
+cannot be written. Columns are those of the HTTP API flattened
 (:func:`journey_stage.model.scoring.output_columns`), plus ``reasons`` (JSON text) with ``reasons=True``.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -17,9 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from journey_stage.core import io
+from journey_stage.core import errors, io
 from journey_stage.core.errors import JourneyError
-from journey_stage.model.scoring import output_columns
 
 T = TypeVar("T")
 
@@ -36,6 +38,8 @@ def output_kind(path: Path) -> str:
 
 def output_schema(predictor, reasons: bool) -> pa.Schema:
     """Arrow schema of the output: ``eligible`` boolean, probabilities float64, the rest text."""
+    from journey_stage.model.scoring import output_columns  # imported when needed: `journey validate` checks outputs here
+
     fields = []
     for c in output_columns(predictor, reasons):
         if c == "eligible":
@@ -107,6 +111,46 @@ class OutputWriter:
 def open_output(tmp: Path, target: Path, predictor, reasons: bool) -> OutputWriter:
     """The writer for ``target`` (kind and compression from its name), writing to ``tmp``."""
     return OutputWriter(tmp, output_kind(target), output_schema(predictor, reasons), gz=target.name.lower().endswith(".gz"))
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(path, flag: str, *, inputs=(), others=()) -> None:
+    """Before any work: refuse an output that is an input (or inside an input folder), another
+    output (``others``: (flag, path) pairs) or that cannot be written (its folder is created and a
+    temporary file tried, so a read-only folder or a file in the way is one line, not a traceback);
+    remove the temporary files of the output left by killed runs."""
+    path = Path(path)
+    for src in inputs:
+        if src is None or "://" in str(src):
+            continue
+        src = Path(src)
+        if _same(path, src):
+            raise errors.output_is_input(flag, path, src)
+        if src.is_dir() and path.resolve().is_relative_to(src.resolve()):
+            raise errors.output_inside_input(flag, path, src)
+    for other_flag, other in others:
+        if other is not None and _same(path, Path(other)):
+            raise errors.outputs_collide(flag, path, other_flag)
+    if path.is_dir():
+        raise errors.output_not_writable(flag, path, "it is a folder")
+    folder = path.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise errors.output_not_writable(flag, path, f"{existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        io.remove_stale_temps(path)
+        io.new_temp_file(path).unlink()
+    except OSError as exc:
+        raise errors.output_not_writable(flag, path, f"folder {folder} is not writable ({exc.strerror or exc})") from None
 
 
 def empty_rejects() -> pd.DataFrame:
