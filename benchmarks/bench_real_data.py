@@ -60,7 +60,7 @@ def run(cmd: str, cwd: Path, env: dict) -> dict:
 def task_result(task: str, res: dict, horizon: float) -> dict:
     """One task of report.json in the shape benchmarks/readme_tables.py reads (plus details)."""
     if "skipped" in res:
-        return {"skipped": res["skipped"]}
+        return {"skipped": res["skipped"], "sufficiency": res.get("sufficiency")}
     metric = METRIC.get(task, "roc_auc")
     ci = res.get("ci95", {})
     base = {}
@@ -74,7 +74,8 @@ def task_result(task: str, res: dict, horizon: float) -> dict:
         "baselines": base,
         "baseline_metrics": res["baselines"],
     }
-    for k in ("positive_rate", "test_cutoffs", "train_rows", "validation_rows", "best_iteration", "calibration", "ci95"):
+    for k in ("positive_rate", "test_cutoffs", "train_rows", "validation_rows", "best_iteration", "calibration", "ci95",
+              "protocol", "served", "served_metrics", "validation", "versus_best_baseline", "sufficiency"):
         if k in res:
             out[k] = res[k]
     return out
@@ -105,7 +106,8 @@ def main() -> None:
                 "cutoffs": report["cutoffs"]["tasks"].get(spec["task"]), "messages": report.get("messages", []),
             })
             h = tasks[spec["task"]]
-            print(f"{spec['dataset']}: {spec['task']} ROC-AUC {h['value']:.4f} {h['ci']} baselines {h['baselines']} n_test {h['n_test']}")
+            print(f"{spec['dataset']}: {spec['task']} ROC-AUC {h['value']:.4f} {h['ci']} baselines {h['baselines']} n_test {h['n_test']}"
+                  f" protocol {h.get('protocol')} served {h.get('served')}")
     results["machine"] = {
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
         "loadavg_at_start": load0, "loadavg_at_end": os.getloadavg(),

@@ -12,10 +12,10 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from journey_stage.core.errors import JourneyError
 from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings, redact
+from journey_stage.views import decision_lines, sufficiency_lines, summary_table  # noqa: F401 - summary_table: demo and tests
 
 app = typer.Typer(help="Customer journey stage prediction: train, evaluate, register, serve and score.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -91,6 +91,10 @@ def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None):
     from journey_stage.core import io
     from journey_stage.core.events import Validated
 
+    if rejects is not None:  # before any work: --rejects must not overwrite the events
+        from journey_stage.serving.writing import check_output
+
+        check_output(rejects, "--rejects", inputs=[events])
     if unknown_stage:
         from journey_stage.core.io import event_files, read_raw
 
@@ -156,6 +160,10 @@ def validate(
         from journey_stage.core import io
         from journey_stage.core.taxonomy import load_taxonomy
 
+        if rejects is not None:  # before any work: --rejects must not overwrite the events
+            from journey_stage.serving.writing import check_output
+
+            check_output(rejects, "--rejects", inputs=[events])
         tax = load_taxonomy(taxonomy or io.taxonomy_hint(events) or "five_stage")
         result = io.read_events(events, tax, allow_rejects=True)
         if rejects is not None:
@@ -195,33 +203,21 @@ def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | 
     name = model_name or settings.model_name
     registry.configure(runtime())
     champion_version = tracking.current_champion(name)
-    champ_scores = None
+    champ = None
     if champion_version is not None:
         try:
             champ = registry.load_predictor(f"models:/{name}/{champion_version}")
-            champ_scores = gate.primary_scores(champ, enc, outcome.evals)
+            record = gate.gate_record(outcome.evals, outcome.report, champ, champion_version, enc, settings)
         except JourneyError as exc:
             console.print(f"[yellow]note:[/] champion v{champion_version} could not be evaluated on this test data: {exc.message}")
-            champion_version = None
-    outcome.report["gate"] = {"champion_version": champion_version, "challenger": gate.challenger_scores(outcome.report), "champion": champ_scores}
+            champ, champion_version = None, None
+    if champ is None:
+        record = gate.gate_record(outcome.evals, outcome.report, None, None, enc, settings)
+    outcome.report["gate"] = record
     plots = write_report(outcome, report_dir)
     logged = tracking.log_training_run(outcome, result.events, settings, report_dir, plots, name)
-    tracking.record_gate(logged["run_id"], gate.challenger_scores(outcome.report), champ_scores, champion_version)
+    tracking.record_gate(logged["run_id"], record["challenger"], record["champion"], champion_version, record=record)
     return logged | {"outcome": outcome}
-
-
-def summary_table(report: dict) -> Table:
-    table = Table(title="Test metrics (model vs baselines)")
-    for col in ("task", "n_test", "metric", "model", "baselines"):
-        table.add_column(col)
-    for task, res in report["tasks"].items():
-        if "skipped" in res:
-            table.add_row(task, "-", "-", "skipped", res["skipped"])
-            continue
-        metric = "macro_f1" if task == "stage" else "roc_auc"
-        base = ", ".join(f"{b} {m.get(metric, float('nan')):.3f}" for b, m in res["baselines"].items())
-        table.add_row(task, str(res["n_test"]), metric, f"{res['model'][metric]:.3f}", base)
-    return table
 
 
 @app.command()
@@ -244,6 +240,33 @@ def train(
         logged = run_training(events, tax, settings, report, rejects, unknown_stage, model_name)
         out.print(summary_table(logged["outcome"].report))
         out.print(f"report: {report / 'report.html'}  |  registered {logged['model_uri']} as challenger (run {logged['run_id']})")
+
+
+@app.command()
+def check(
+    events: Path = typer.Option(..., "--events", help="Events file or folder."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Preset name or TOML file (default: the file's preset or five_stage)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Settings TOML file."),
+    horizon: list[str] = typer.Option([], "--horizon", help="TASK=DAYS, e.g. churn=91 (repeatable)."),
+    test_from: Optional[str] = typer.Option(None, "--test-from", help="First test cutoff (date)."),
+    unknown_stage: Optional[str] = typer.Option(None, "--unknown-stage", help="Map unknown event types to this stage."),
+) -> None:
+    """Data sufficiency per task, before training: the protocol it would use, the history, eligible customers per
+    cutoff, rows and positives in train/validation/test, and a verdict (exit 1 when no task can train)."""
+    with friendly():
+        from journey_stage.features.encode import encode
+        from journey_stage.features.snapshots import plan_cutoffs
+
+        tax, settings = _taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
+        result, tax = _read(events, tax, None, unknown_stage)
+        plan = plan_cutoffs(encode(result.events, tax), settings)
+        for task, f in plan.sufficiency.items():
+            for line in sufficiency_lines(task, f, getattr(settings.horizons, task)):
+                out.print(line, highlight=False, soft_wrap=True)
+        can = [t for t, f in plan.sufficiency.items() if f["verdict"] != "insufficient"]
+        out.print(f"{len(can)} of {len(plan.sufficiency)} task(s) can train" + (f": {', '.join(can)}" if can else ""), highlight=False)
+        if not can:
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -272,15 +295,14 @@ def evaluate(
 def promote(
     name: str = typer.Option("journey-stage", "--name", help="Registered model name."),
 ) -> None:
-    """Champion/challenger gate: promote the challenger if at least as good on the champion's primary metrics."""
+    """Champion/challenger gate: promote the challenger unless a primary metric is significantly worse (paired bootstrap)
+    than the champion's, or, with no champion, than the best rule baseline's; prints the differences and intervals."""
     with friendly():
         from journey_stage.training import tracking
 
         d = tracking.promote(name)
-        for k, v in d["comparisons"].items():
-            out.print(f"{k}: challenger {v['challenger']} vs champion {v['champion']} -> {'ok' if v['passed'] else 'worse'}")
-        verdict = "promoted to champion" if d["promoted"] else "not promoted"
-        out.print(f"{name} v{d['challenger']}: {verdict} ({d['reason']})")
+        for line in decision_lines(d):
+            out.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -375,6 +397,47 @@ def demo(
         out.print(f"MLflow UI:    mlflow ui --backend-store-uri {store}")
         out.print(f"HTTP service: JOURNEY_HOME={rt.home} journey serve --port 3000")
         out.print(f"done in {time.time() - t0:.0f}s")
+
+
+profiles_app = typer.Typer(help="The live profile store (JOURNEY_PROFILE_STORE): load event files, erase a customer.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.command("load")
+def profiles_load(
+    events: Path = typer.Option(..., "--events", help="Events file or folder (Parquet, CSV, JSON Lines)."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Preset name or TOML file (default: the file's preset or five_stage)."),
+) -> None:
+    """Backfill the profile store from event files (validated like batch scoring; exact duplicates stored once)."""
+    with friendly():
+        from journey_stage.serving.profiles import store_from_settings
+        from journey_stage.serving.profiles_load import load_events
+
+        tax, _ = _taxonomy_and_settings(events, taxonomy, None, [], {})
+        store = store_from_settings(runtime())
+        try:
+            with progress_bar() as bar:
+                task = bar.add_task("loading", total=None)
+                counts = load_events(store, events, tax, rejects=rejects, on_unit=lambda i, n: bar.update(task, completed=i, total=n))
+        finally:
+            store.close()
+        out.print(f"stored {counts['stored']:,} events ({counts['duplicates']:,} exact duplicates ignored, "
+                  f"{counts['rejected']:,} rows rejected) from {counts['rows']:,} rows", highlight=False)
+
+
+@profiles_app.command("delete")
+def profiles_delete(customer: str = typer.Option(..., "--customer", help="The customer id whose stored events are erased.")) -> None:
+    """Erase every stored event of one customer."""
+    with friendly():
+        from journey_stage.serving.profiles import store_from_settings
+
+        store = store_from_settings(runtime())
+        try:
+            n = store.delete(customer)
+        finally:
+            store.close()
+        out.print(f"erased {n:,} stored event(s) of customer {customer!r}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,8 +21,13 @@ JOURNEY_MAX_EVENTS             ``max_events``                       5000 per cus
 JOURNEY_MAX_BODY_BYTES         ``max_body_bytes``                   5 MiB
 JOURNEY_WORKERS                ``workers``                          1 service process
 JOURNEY_MAX_CONCURRENCY        ``max_concurrency``                  16 requests in progress
+JOURNEY_QUEUE_LENGTH           ``queue_length``                     8 requests waiting per worker
+JOURNEY_QUEUE_WAIT_MS          ``queue_wait_ms``                    50 ms longest wait per request
 JOURNEY_TIMEOUT_S              ``timeout_s``                        60 s
 JOURNEY_SPARK_DRIVER_MEMORY    ``spark_driver_memory``              ``3g``
+JOURNEY_PROFILE_STORE          ``profile_store``                    ``sqlite:///`` home/profiles.db
+JOURNEY_PROFILE_MAX_EVENTS     ``profile_max_events``               ``max_events`` (5000)
+JOURNEY_PROFILE_MAX_AGE_DAYS   ``profile_max_age_days``             none (kept)
 =============================  ===================================  =============================
 """
 
@@ -52,8 +57,13 @@ ENV_NAMES: dict[str, str] = {
     "max_body_bytes": "JOURNEY_MAX_BODY_BYTES",
     "workers": "JOURNEY_WORKERS",
     "max_concurrency": "JOURNEY_MAX_CONCURRENCY",
+    "queue_length": "JOURNEY_QUEUE_LENGTH",
+    "queue_wait_ms": "JOURNEY_QUEUE_WAIT_MS",
     "timeout_s": "JOURNEY_TIMEOUT_S",
     "spark_driver_memory": "JOURNEY_SPARK_DRIVER_MEMORY",
+    "profile_store": "JOURNEY_PROFILE_STORE",
+    "profile_max_events": "JOURNEY_PROFILE_MAX_EVENTS",
+    "profile_max_age_days": "JOURNEY_PROFILE_MAX_AGE_DAYS",
 }
 SECRET_FIELDS = frozenset({"api_token"})
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^@/\s]*)@")
@@ -81,8 +91,17 @@ class RuntimeSettings(BaseModel):
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1, description="HTTP request body size")
     workers: int = Field(1, ge=1, description="HTTP service worker processes")
     max_concurrency: int = Field(16, ge=1, description="HTTP requests in progress at once (service-wide)")
+    queue_length: int = Field(
+        8, ge=0, description="POST /predict requests that may wait per worker while one is scored; beyond, 429 with Retry-After at once"
+    )
+    queue_wait_ms: int = Field(
+        50, ge=1, description="longest a POST /predict request waits for its worker (ms); then 429 with Retry-After, not scored"
+    )
     timeout_s: int = Field(60, ge=1, description="seconds before an unanswered HTTP request gets 504")
     spark_driver_memory: str = Field("3g", min_length=1, description="spark.driver.memory of a local Spark session")
+    profile_store: str | None = Field(None, description="live profile store: sqlite:///PATH or redis://HOST:PORT/DB; none = profiles.db in home")
+    profile_max_events: int | None = Field(None, ge=1, description="newest events kept per customer in the profile store; none = max_events")
+    profile_max_age_days: float | None = Field(None, gt=0, description="stored events older than this before the customer's newest are dropped; none = kept")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:

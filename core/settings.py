@@ -76,6 +76,50 @@ class Settings(BaseModel):
         None, description="the data records outcomes (e.g. won deals) from this date on: earlier cutoffs do not train"
     )
 
+    # protocol ladder and data sufficiency (SPEC 4 and 6; README "Protocols, sufficiency and the gate")
+    protocols: list[Literal["temporal", "short", "unpurged", "crossfit"]] = Field(
+        ["temporal", "short", "unpurged", "crossfit"],
+        min_length=1,
+        description="the protocol ladder, richest first; each task uses the first rung whose split has enough rows of "
+        "each class (the minimums below): 'temporal' = the split configured above (test span, validation cutoffs, purge); "
+        "'short' = one test cutoff (or the --test-from ones), fewer validation cutoffs, step and warm-up shrunk to the "
+        "log; 'unpurged' = as 'short' without the purge (leakage risk: training and validation label windows overlap); "
+        "'crossfit' = no validation slice: early stopping and calibration cross-fitted over customer folds of the "
+        "training cutoffs",
+    )
+    min_train_positives: int = Field(
+        30, ge=1, description="a task trains only when its training rows hold at least this many rows of each class "
+        "(stage: rows outside the most frequent stage)"
+    )
+    min_validation_positives: int = Field(
+        10, ge=1, description="a validation slice with fewer rows of either class (stage: outside the most frequent "
+        "stage) is not used: the ladder moves to the next rung"
+    )
+    min_test_positives: int = Field(
+        1, ge=1, description="the test rows need at least this many rows of each class (stage: outside the most frequent "
+        "stage); fewer than weak_test_positives make the verdict 'weak'"
+    )
+    weak_train_positives: int = Field(200, ge=1, description="verdict 'weak' (not 'sufficient') below this many training rows of the smaller class")
+    weak_test_positives: int = Field(50, ge=1, description="verdict 'weak' below this many test rows of the smaller class (wide intervals)")
+    crossfit_folds: int = Field(3, ge=2, le=10, description="customer folds of the 'crossfit' protocol")
+    serve_baseline: bool = Field(
+        True, description="when a task's model does not beat its best rule baseline on the validation slice (or the "
+        "cross-fitted folds), the predictor serves that rule, calibrated, for the task (false: always the model)"
+    )
+
+    # promotion gate (journey promote)
+    gate_confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="confidence of the paired-bootstrap interval of a primary metric's difference "
+        "(challenger - champion, or challenger - best rule baseline); 'significantly worse' = the whole interval "
+        "lies below -gate_tolerance"
+    )
+    gate_tolerance: float = Field(0.0, ge=0, description="a loss this small is never 'significantly worse' (metric units)")
+    gate_bootstrap_rounds: int = Field(500, ge=0, description="paired bootstrap resamples over test customers for the gate (0 = compare point values)")
+    gate_min_class_rows: int = Field(
+        10, ge=1, description="a comparison on test rows with fewer rows of either class (stage: outside the most frequent "
+        "stage) is inconclusive: a bootstrap of so few cannot show a significant loss, and it never blocks promotion"
+    )
+
     # models
     calibration: Literal["isotonic", "sigmoid"] = Field(
         "sigmoid",

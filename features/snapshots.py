@@ -1,6 +1,8 @@
 """Training snapshots over many cutoffs and the temporal split (SPEC section 4).
 
-Cutoffs lie on one grid of ``step_days``. Per task, the *test* cutoffs are the latest grid points
+Each task's split is the first rung of the protocol ladder that its data supports
+(:mod:`journey_stage.features.protocols`); the rung ``temporal``, described here, is the one a
+long log uses. Cutoffs lie on one grid of ``step_days``. Per task, the *test* cutoffs are the latest grid points
 whose horizon is fully observed (every such point in the last ``test_span_days``, default 28, so a
 90-day task is not tested on one snapshot of a few hundred rows), or the grid points from
 ``test_from`` on; the *validation* cutoffs (early stopping and calibration) are the latest
@@ -39,22 +41,12 @@ from typing import Callable
 import numpy as np
 
 from journey_stage.features.build import build_features, feature_names
-from journey_stage.features.encode import US_PER_DAY, EncodedEvents, from_us, to_us
+from journey_stage.features.encode import EncodedEvents, from_us
 from journey_stage.features.labels import build_labels
+from journey_stage.features.protocols import Census, TaskSplit, choose, eligible_at, frame_of, make_grid
 from journey_stage.core.settings import TASKS, Settings
 
-
-@dataclass(frozen=True)
-class TaskSplit:
-    train: list[int]
-    validation: list[int]
-    test: list[int]
-    note: str = ""
-    label_end_us: int | None = None  # training/validation label windows are cut here (clip_at_test)
-
-    @property
-    def usable(self) -> bool:
-        return bool(self.train and self.validation and self.test)
+__all__ = ["TaskSplit", "CutoffPlan", "plan_cutoffs", "Snapshots", "eligible_at", "customer_subset", "build_snapshots"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +56,24 @@ class CutoffPlan:
     warmup_days: float
     grid: list[int]
     tasks: dict[str, TaskSplit]
+    sufficiency: dict[str, dict] = field(default_factory=dict)  # task -> facts and verdict (features/protocols.py)
+    # task -> the split whose cutoffs are built: the chosen one; for an insufficient task its first
+    # candidate (the configured split), built but unused as before the ladder existed, so that the
+    # other tasks' training sample (drawn per training-only cutoff) is the one it was on long logs
+    built: dict[str, TaskSplit] = field(default_factory=dict)
+
+    def _built(self) -> list[TaskSplit]:
+        return list((self.built or self.tasks).values())
 
     @property
     def all_cutoffs(self) -> list[int]:
-        return sorted({t for s in self.tasks.values() for t in s.train + s.validation + s.test})
+        """Every cutoff the snapshots are built at."""
+        return sorted({t for s in self._built() for t in s.train + s.validation + s.test})
+
+    @property
+    def whole_cutoffs(self) -> set[int]:
+        """Validation and test cutoffs: built for every eligible customer (training-only ones are sampled)."""
+        return {t for s in self._built() for t in s.validation + s.test}
 
     def describe(self) -> dict:
         def iso(ts: list[int]) -> list[str]:
@@ -78,7 +84,8 @@ class CutoffPlan:
             "observed_until": from_us(self.observed_until_us).isoformat(),
             "warmup_days": self.warmup_days,
             "tasks": {
-                k: {"train": len(s.train), "train_first": iso(s.train[:1]), "train_last": iso(s.train[-1:]),
+                k: {"protocol": s.protocol, "purged": s.purged, "step_days": s.step_days, "warmup_days": s.warmup_days,
+                    "train": len(s.train), "train_first": iso(s.train[:1]), "train_last": iso(s.train[-1:]),
                     "validation": iso(s.validation), "test": iso(s.test), "note": s.note,
                     "train_label_windows_end": iso([s.label_end_us]) if s.label_end_us is not None else None}
                 for k, s in self.tasks.items()
@@ -87,54 +94,19 @@ class CutoffPlan:
 
 
 def plan_cutoffs(events: EncodedEvents, settings: Settings) -> CutoffPlan:
-    """The cutoff grid and the per-task temporal split (pure: depends on event times and settings)."""
+    """The cutoff grid and, per task, the richest honest split of the protocol ladder with its
+    sufficiency facts (pure: depends on event times, labels and settings; features/protocols.py)."""
     if events.n_events == 0:
         raise ValueError("no events")
-    start = int(events.ts.min())
-    last = int(events.ts.max())
-    observed_until = (last // US_PER_DAY + 1) * US_PER_DAY  # the day of the last event is observed
-    span_days = (observed_until - start) / US_PER_DAY
-    warmup = settings.warmup_days if settings.warmup_days is not None else min(settings.lookback_days, 0.25 * span_days)
-    first_allowed = start + int(warmup * US_PER_DAY)
-    step = int(settings.step_days * US_PER_DAY)
-    h = settings.horizons
-    horizon = {task: int(getattr(h, task) * US_PER_DAY) for task in TASKS}
-    recorded_from = to_us(settings.outcomes_recorded_from) if settings.outcomes_recorded_from is not None else start
-    if settings.test_from is not None:
-        anchor = to_us(settings.test_from)
-    else:
-        anchor = observed_until - min(horizon.values())
-        anchor = (anchor // US_PER_DAY) * US_PER_DAY
-    grid = [anchor - k * step for k in range(0, 10_000) if anchor - k * step >= first_allowed][::-1]
-    if settings.test_from is not None:
-        t = anchor + step
-        while t + min(horizon.values()) <= observed_until:
-            grid.append(t)
-            t += step
+    fr = frame_of(events, settings)
+    census = Census(events, settings)
     tasks: dict[str, TaskSplit] = {}
+    sufficiency: dict[str, dict] = {}
+    built: dict[str, TaskSplit] = {}
     for task in TASKS:
-        H = horizon[task]
-        observed = [t for t in grid if t + H <= observed_until]
-        if settings.test_from is not None:
-            test = [t for t in observed if t >= anchor]
-        else:
-            test = observed[-settings.test_cutoffs:]
-            if observed and settings.test_span_days:  # every observed cutoff in the last test_span_days
-                span = int(settings.test_span_days * US_PER_DAY)
-                test = [t for t in observed if t > observed[-1] - span] if len(test) * step < span else test
-        if not test:
-            tasks[task] = TaskSplit([], [], [], f"no cutoff has its {getattr(h, task):g}-day horizon observed in the data")
-            continue
-        clip = settings.label_windows == "clip_at_test"
-        before = [t for t in grid if (t < test[0] if clip else t + H <= test[0]) and t >= recorded_from]
-        validation = before[-settings.validation_cutoffs:]
-        train = before[: -len(validation)] if len(before) > len(validation) else []
-        if settings.purge_validation and validation:  # no training label window reaches the validation cutoffs
-            train = [t for t in train if t + H <= validation[0]]
-        note = "" if train else f"not enough history before the first test cutoff for a {getattr(h, task):g}-day horizon"
-        end = test[0] if clip and any(t + H > test[0] for t in before) else None
-        tasks[task] = TaskSplit(train, validation, test, note, end)
-    return CutoffPlan(start, observed_until, float(warmup), grid, tasks)
+        tasks[task], sufficiency[task], built[task] = choose(task, fr, census, settings)
+    grid = make_grid(fr, settings, settings.step_days, fr.default_warmup)
+    return CutoffPlan(fr.start, fr.observed_until, fr.default_warmup, grid, tasks, sufficiency, built)
 
 
 @dataclass
@@ -150,17 +122,6 @@ class Snapshots:
 
     def rows(self, cutoffs: list[int]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.cutoff_us, np.asarray(cutoffs, dtype=np.int64)))
-
-
-def eligible_at(events: EncodedEvents, t_us: int, settings: Settings) -> np.ndarray:
-    """Boolean per customer of ``events``: eligible at ``t`` (SPEC 4), from event times alone.
-
-    Equals :func:`features.build.eligible` on the features at ``t`` (a test checks it): an event in
-    (t-E, t], or any event at or before t when E is None."""
-    lo = -np.inf if settings.eligibility_days is None else t_us - int(settings.eligibility_days * US_PER_DAY)
-    out = np.zeros(events.n_customers, bool)
-    out[events.cust[(events.ts <= t_us) & (events.ts > lo)]] = True
-    return out
 
 
 def customer_subset(events: EncodedEvents, customers: np.ndarray) -> EncodedEvents:
@@ -184,7 +145,7 @@ def build_snapshots(
     validation and test cutoffs are kept whole. Customers are chosen first (eligibility and the
     sample need only event times); features and labels are computed for the chosen ones only."""
     cutoffs = plan.all_cutoffs
-    keep_whole = {t for s in plan.tasks.values() for t in s.validation + s.test}
+    keep_whole = plan.whole_cutoffs
     n_train_only = max(1, len([t for t in cutoffs if t not in keep_whole]))
     per_cutoff = None if sample_train_rows is None else max(1, sample_train_rows // n_train_only)
     rng = np.random.default_rng(settings.seed)
@@ -197,7 +158,7 @@ def build_snapshots(
         sub = customer_subset(events, rows)
         ff = build_features(sub, t, settings)
         # a clipped label window ends at the task's first test cutoff (training/validation cutoffs only)
-        ends = {task: s.label_end_us for task, s in plan.tasks.items() if s.label_end_us is not None and t < s.test[0]}
+        ends = {task: s.label_end_us for task, s in (plan.built or plan.tasks).items() if s.label_end_us is not None and t < s.test[0]}
         lab = build_labels(sub, t, settings, np.arange(sub.n_customers), ends)
         Xs.append(np.ascontiguousarray(ff.X))
         ids.append(ff.customer_ids)

@@ -16,6 +16,7 @@ from journey_stage.features.encode import EncodedEvents
 from journey_stage.core.errors import ModelError
 from journey_stage.core.settings import Settings
 from journey_stage.core.taxonomy import Taxonomy
+from journey_stage.model.baseline import PersistenceModel, RuleModel
 from journey_stage.model.task_model import TaskModel
 
 BINARY_TASKS = ("churn", "advocacy", "conversion")
@@ -30,11 +31,14 @@ class Predictions:
     observed_stage: list[str]
     binary: dict[str, np.ndarray]  # task -> probability, NaN where the task does not apply / was skipped
     stage_weights: np.ndarray | None = None  # decision weights over stage_names
+    stage_choice: list[str] | None = None  # the served persistence rule: each row's observed stage
 
     @property
     def stage(self) -> list[str | None]:
         if len(self.stage_proba) == 0 or np.isnan(self.stage_proba).all():
             return [None] * len(self.stage_proba)
+        if self.stage_choice is not None:
+            return list(self.stage_choice)
         w = self.stage_weights if self.stage_weights is not None else np.ones(len(self.stage_names))
         return [self.stage_names[i] for i in np.argmax(self.stage_proba * w, axis=1)]
 
@@ -48,6 +52,23 @@ class JourneyPredictor:
     skipped: dict[str, str] = field(default_factory=dict)  # task -> why it was not trained
     info: dict = field(default_factory=dict)  # fingerprint, test metrics, registry name/version
     feature_version: str = FEATURE_VERSION
+    # task -> the calibrated rule served instead of the model (it did not beat the rule on validation)
+    fallbacks: dict[str, RuleModel | PersistenceModel] = field(default_factory=dict)
+
+    def serving_model(self, task: str) -> TaskModel | RuleModel | PersistenceModel:
+        """What answers for ``task``: its rule baseline when one is served, else its model."""
+        fallbacks = self.__dict__.get("fallbacks") or {}  # predictors pickled before fallbacks existed have none
+        return fallbacks.get(task) or self.models[task]
+
+    @property
+    def served(self) -> dict[str, str]:
+        """Task -> ``"model"`` or ``"baseline:<rule>"`` for every trained task."""
+        fallbacks = self.__dict__.get("fallbacks") or {}
+        return {task: f"baseline:{fallbacks[task].name}" if task in fallbacks else "model" for task in self.models}
+
+    def identity(self) -> dict:
+        """``{"name", "version", "served"}``: the ``model`` field of every answer and of ``/metadata``."""
+        return {"name": str(self.info.get("name", "")), "version": str(self.info.get("version", "")), "served": self.served}
 
     def check_compatible(self) -> None:
         if self.feature_version != FEATURE_VERSION:
@@ -68,9 +89,10 @@ class JourneyPredictor:
         n = len(rows)
         stages = self.taxonomy.stages
         proba = np.full((n, len(stages)), np.nan)
-        weights = None
+        weights, choice = None, None
         if "stage" in self.models and n:
-            m = self.models["stage"]
+            m = self.serving_model("stage")
+            choice = m.choose(X) if isinstance(m, PersistenceModel) else None
             proba[:] = 0.0
             weights = np.zeros(len(stages))  # stages the model never saw are never predicted
             p = m.proba(X)
@@ -83,10 +105,10 @@ class JourneyPredictor:
             out = np.full(n, np.nan)
             at = np.flatnonzero(task_applies(task, converted, self.settings))
             if task in self.models and len(at):
-                out[at] = self.models[task].proba(X[at])[:, 1]
+                out[at] = self.serving_model(task).proba(X[at])[:, 1]
             binary[task] = out
         obs = [self.taxonomy.stage_of_role_index(int(i)) for i in ff.observed_stage[rows]]
-        return Predictions(stages, proba, obs, binary, weights)
+        return Predictions(stages, proba, obs, binary, weights, choice)
 
     def reasons(self, ff: FeatureFrame, rows: np.ndarray, predicted_stage: list[str | None], top_k: int = 3) -> list[dict]:
         """Top feature contributions per task and customer (LightGBM pred_contrib, raw-score scale).
@@ -94,7 +116,8 @@ class JourneyPredictor:
         Stage: contributions to the predicted stage; binary tasks: to the positive class."""
         X = ff.X[rows]
         out: list[dict] = [{} for _ in range(len(rows))]
-        for task, m in self.models.items():
+        for task in self.models:
+            m = self.serving_model(task)
             if task == "stage":  # contributions to each customer's predicted stage only
                 contrib = np.zeros((len(rows), X.shape[1] + 1))
                 klass = np.array([m.classes.index(s) if s in m.classes else -1 for s in predicted_stage], dtype=np.int64)

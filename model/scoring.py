@@ -138,6 +138,7 @@ def _records(col: dict, predictor: JourneyPredictor, with_eligible: bool = False
     probs = {s: [finite_or_none(v) for v in _list(col[f"stage_probability_{s}"])] for s in stages}
     binary = {t: [finite_or_none(v) for v in _list(col[f"{t}_probability"])] for t in BINARY_TASKS}
     reasons = col.get("reasons") or [{}] * n
+    served = predictor.served  # task -> "model" or "baseline:<rule>": what answered for each task
     recs = []
     for i in range(n):
         recs.append({
@@ -156,7 +157,7 @@ def _records(col: dict, predictor: JourneyPredictor, with_eligible: bool = False
                 "rule": col["next_best_action_rule"][i],
             },
             "reasons": reasons[i] if isinstance(reasons[i], dict) else {},
-            "model": {"name": col["model_name"][i], "version": col["model_version"][i]},
+            "model": {"name": col["model_name"][i], "version": col["model_version"][i], "served": dict(served)},
         })
         if with_eligible:
             recs[-1]["eligible"] = bool(col["eligible"][i])

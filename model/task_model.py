@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
@@ -56,6 +57,31 @@ class LinearMargin:
         return np.column_stack([z, np.full(len(z), self.intercept)])
 
 
+class BlendedMargin(ClassifierMixin, BaseEstimator):
+    """A fitted binary LightGBM classifier blended with a :class:`LinearMargin`:
+    ``decision_function = w * LightGBM raw margin + (1 - w) * linear margin``. Only what
+    ``CalibratedClassifierCV(FrozenEstimator(...))`` needs (fit, predict, decision_function)."""
+
+    def __init__(self, booster: lgb.LGBMClassifier, linear: LinearMargin, weight: float):
+        self.booster = booster
+        self.linear = linear
+        self.weight = weight
+        self.classes_ = booster.classes_
+
+    def fit(self, X, y):  # already fitted; FrozenEstimator never calls it
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.weight * self.booster.predict(X, raw_score=True) + (1.0 - self.weight) * self.linear.margin(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
 @dataclass
 class TaskModel:
     task: str
@@ -94,12 +120,16 @@ class TaskModel:
         if self.calibrator is None and self.linear is None:
             p = self.booster.booster_.predict(X, num_iteration=self._num_iteration(), num_threads=1).reshape(len(X), -1)
             return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if p.shape[1] == 1 else p
-        raw = self.margin(X)
+        return self.proba_from_margin(self.margin(X))
+
+    def proba_from_margin(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from margins as :meth:`margin` gives them (n, n_classes or 1)."""
+        raw = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)
         if self.calibrator is None:
             return np.column_stack([expit(-raw[:, 0]), expit(raw[:, 0])])
         cc = self.calibrator.calibrated_classifiers_[0]
         n_classes = len(cc.classes)
-        proba = np.zeros((len(X), n_classes))
+        proba = np.zeros((len(raw), n_classes))
         for j, (col, cal) in enumerate(zip(raw.T, cc.calibrators)):
             proba[:, j + 1 if n_classes == 2 else j] = _calibrate(cal, col)
         if n_classes == 2:
@@ -149,6 +179,19 @@ class TaskModel:
         state = dict(self.__dict__)
         state.pop("_class_boosters", None)  # derived, rebuilt on demand
         return state
+
+
+@dataclass
+class FoldCalibration:
+    """Per-class calibrators fitted on out-of-fold margins (the ``crossfit`` protocol): the parts
+    of a fitted ``CalibratedClassifierCV`` that :meth:`TaskModel.proba` reads."""
+
+    classes: np.ndarray
+    calibrators: list
+
+    @property
+    def calibrated_classifiers_(self) -> list:
+        return [self]
 
 
 def class_booster(booster: lgb.Booster, k: int, num_iteration: int | None) -> lgb.Booster:

@@ -140,3 +140,39 @@ def bootstrap_ci(metric, customers: np.ndarray, rounds: int, seed: int) -> list[
 def _codes(customers: np.ndarray):
     uniq, codes = np.unique(customers.astype(str), return_inverse=True)
     return codes, uniq
+
+
+def paired_bootstrap(metric_a, metric_b, customers: np.ndarray, rounds: int, seed: int, confidence: float = 0.95) -> dict:
+    """The difference ``metric_a - metric_b`` of two predictions of the *same* rows, and its
+    ``confidence`` percentile interval resampling customers with replacement: both metrics see the
+    same resample in every round (paired), so what the two share cancels and only their
+    difference varies. ``metric_x(sample_weight)``; ``ci`` is None with ``rounds = 0`` or when most
+    resamples have one class only."""
+    point = float(metric_a(None) - metric_b(None))
+    if rounds <= 0:
+        return {"difference": point, "ci": None, "confidence": confidence, "rounds": 0}
+    codes, uniq = _codes(customers)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(rounds):
+        w = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq)).astype(float)[codes]
+        try:
+            diffs.append(metric_a(w) - metric_b(w))
+        except ValueError:  # a resample with one class only
+            continue
+    if len(diffs) < max(10, rounds // 2):
+        return {"difference": point, "ci": None, "confidence": confidence, "rounds": len(diffs)}
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(diffs, [tail, 100 - tail])
+    return {"difference": point, "ci": [float(lo), float(hi)], "confidence": confidence, "rounds": len(diffs)}
+
+
+def significantly_worse(comparison: dict, tolerance: float = 0.0) -> bool:
+    """A paired comparison (``paired_bootstrap``) says the first prediction is worse beyond the
+    noise: its whole interval lies below ``-tolerance`` (without an interval: the point value does);
+    an ``inconclusive`` comparison (too few test rows of a class) never does."""
+    if comparison.get("inconclusive"):
+        return False
+    ci = comparison.get("ci")
+    upper = ci[1] if ci else comparison["difference"]
+    return bool(upper < -tolerance - 1e-12)

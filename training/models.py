@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from journey_stage.features.build import CATEGORICAL_PREFIXES
 from journey_stage.core.settings import Settings
-from journey_stage.model.task_model import LinearMargin, TaskModel
+from journey_stage.model.task_model import BlendedMargin, LinearMargin, TaskModel
 
 MIN_ISOTONIC_ROWS = 2000  # below this, Platt (sigmoid) scaling is steadier than isotonic
 LINEAR_MAX_ROWS = 10_000  # the logistic regression learns from at most this many training rows
@@ -40,31 +40,6 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, seed: int) -> Pipeline:
         model.fit(X, y)
     return model
 
-
-
-class BlendedMargin(ClassifierMixin, BaseEstimator):
-    """A fitted binary LightGBM classifier blended with a :class:`LinearMargin`:
-    ``decision_function = w * LightGBM raw margin + (1 - w) * linear margin``. Only what
-    ``CalibratedClassifierCV(FrozenEstimator(...))`` needs (fit, predict, decision_function)."""
-
-    def __init__(self, booster: lgb.LGBMClassifier, linear: LinearMargin, weight: float):
-        self.booster = booster
-        self.linear = linear
-        self.weight = weight
-        self.classes_ = booster.classes_
-
-    def fit(self, X, y):  # already fitted; FrozenEstimator never calls it
-        return self
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return self.weight * self.booster.predict(X, raw_score=True) + (1.0 - self.weight) * self.linear.margin(X)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = expit(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
 
 
 
@@ -86,7 +61,23 @@ def fit_task(
     """LightGBM with early stopping on the validation slice; for a binary task, the blend weight
     with a logistic regression (``linear``, fitted here when not given) chosen on that slice; then
     calibration of the resulting margin on that slice."""
-    params = dict(
+    params = booster_params(settings)
+    booster = lgb.LGBMClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        booster.fit(
+            X_train,
+            y_train,
+            eval_set=[(X_val, y_val)],
+            categorical_feature=categorical_indices(names) or "auto",
+            callbacks=[lgb.early_stopping(30, verbose=False)],
+        )
+    return calibrate_task(task, booster, X_train, y_train, X_val, y_val, settings, linear)
+
+
+def booster_params(settings: Settings) -> dict:
+    """The LightGBM parameters of every task model."""
+    return dict(
         n_estimators=settings.n_estimators,
         learning_rate=settings.learning_rate,
         num_leaves=settings.num_leaves,
@@ -99,16 +90,11 @@ def fit_task(
         random_state=settings.seed,
         verbose=-1,
     )
-    booster = lgb.LGBMClassifier(**params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        booster.fit(
-            X_train,
-            y_train,
-            eval_set=[(X_val, y_val)],
-            categorical_feature=categorical_indices(names) or "auto",
-            callbacks=[lgb.early_stopping(30, verbose=False)],
-        )
+
+
+def calibrate_task(task: str, booster: lgb.LGBMClassifier, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray,
+                   y_val: np.ndarray, settings: Settings, linear: Pipeline | None) -> TaskModel:
+    """The blend weight (binary tasks), calibration and stage decision weights of a fitted booster, on the validation slice."""
     # Stage (multiclass): Platt scaling per class, never an exact 0 probability (isotonic gives
     # zeros, which make log loss infinite). Binary tasks: the configured method (default sigmoid, see Settings).
     # A class the booster knows but the validation slice lacks (a rare stage on small data) cannot

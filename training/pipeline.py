@@ -7,33 +7,27 @@ test-set data the plots need. The CLI writes files and logs to MLflow.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from journey_stage.features.encode import EncodedEvents, encode, from_us
-from journey_stage.features.snapshots import CutoffPlan, Snapshots, build_snapshots, plan_cutoffs
+from journey_stage.features.encode import EncodedEvents, encode, from_us, to_us
+from journey_stage.features.snapshots import CutoffPlan, Snapshots, TaskSplit, build_snapshots, plan_cutoffs
+from journey_stage.core import errors
 from journey_stage.core.errors import JourneyError
 from journey_stage.core.settings import TASKS, Settings
 from journey_stage.core.taxonomy import Taxonomy
-from journey_stage.training.metrics import RankedScores, binary_metrics, bootstrap_ci, macro_f1_codes, stage_details, stage_metrics
+from journey_stage.training.crossfit import fit_task_crossfit
+from journey_stage.training.evaluate import HeldOut, TaskEval, evaluate_binary, evaluate_stage
+from journey_stage.training.fallback import choose_served
 from journey_stage.training.models import fit_logistic, fit_task
-from journey_stage.model.predictor import BINARY_TASKS, JourneyPredictor
+from journey_stage.model.baseline import rule_scores
+from journey_stage.model.predictor import JourneyPredictor
 
-
-@dataclass
-class TaskEval:
-    """Test-set arrays for one task (for plots and the promotion gate)."""
-
-    y: np.ndarray
-    proba: np.ndarray  # stage: (n, k) over classes; binary: (n,)
-    classes: list
-    baselines: dict[str, np.ndarray]  # name -> score (binary) or predicted stage (stage)
-    customers: np.ndarray
-    cutoffs: np.ndarray
-    importance: dict[str, float] = field(default_factory=dict)
+__all__ = ["TaskEval", "TrainOutcome", "HeldOut", "train_and_evaluate", "fit_and_evaluate", "baseline_scores", "evaluate_stage",
+           "evaluate_binary", "PRIMARY", "headline_metrics", "served_metrics", "cap_train_rows", "task_rows", "fingerprint"]
 
 
 @dataclass
@@ -63,19 +57,8 @@ def _stage_names(tax: Taxonomy, role_idx: np.ndarray) -> np.ndarray:
 
 
 def baseline_scores(task: str, names: list[str], X: np.ndarray, settings: Settings) -> dict[str, np.ndarray]:
-    """SPEC 6 rule baselines as scores (higher = more likely positive)."""
-    col = {n: i for i, n in enumerate(names)}
-
-    def f(name: str, fill: float) -> np.ndarray:
-        v = X[:, col[name]].astype(float)
-        return np.where(np.isnan(v), fill, v)
-
-    if task == "churn":
-        rec = "days_since_last_conversion" if settings.churn_activity == "conversions" else "days_since_last_event"
-        return {"recency": f(rec, 1e6)}
-    if task == "advocacy":
-        return {"past_advocacy": f("events_all_by_stage_advocacy", 0), "recency": -f("days_since_last_event", 1e6)}
-    return {"recency": -f("days_since_last_event", 1e6), "past_conversion": f("conversions_all", 0)}
+    """SPEC 6 rule baselines as scores (higher = more likely positive): :func:`journey_stage.model.baseline.rule_scores`."""
+    return rule_scores(task, names, X, settings)
 
 
 def train_and_evaluate(
@@ -88,36 +71,46 @@ def train_and_evaluate(
 ) -> TrainOutcome:
     enc = encoded if encoded is not None else encode(events, taxonomy)
     plan = plan_cutoffs(enc, settings)
-    if not plan.all_cutoffs:
-        raise no_cutoffs(plan, settings)
+    if not any(s.usable for s in plan.tasks.values()):
+        if settings.test_from is not None and not plan.data_start_us <= to_us(settings.test_from) < plan.observed_until_us:
+            raise no_cutoffs(plan, settings)
+        raise errors.no_task_can_train({task: plan.sufficiency[task]["reason"] for task in TASKS})
     snaps = build_snapshots(
         enc, plan, settings, sample_train_rows=settings.max_train_rows,
         progress=(lambda i, n: progress("snapshots", i, n)) if progress else None,
     )
     messages: list[str] = []
-    models, skipped, evals = {}, {}, {}
+    models, fallbacks, skipped, evals = {}, {}, {}, {}
     report_tasks: dict[str, dict] = {}
     for k, task in enumerate(TASKS):
         if progress:
             progress("models", k, len(TASKS))
-        split = plan.tasks[task]
-        if split.note:
-            messages.append(f"{task}: {split.note}")
+        split, suff = plan.tasks[task], plan.sufficiency[task]
+        facts = {"protocol": split.protocol if split.usable else None, "sufficiency": suff}
         if not split.usable:
             skipped[task] = split.note or "not enough cutoffs"
+            messages.append(f"{task}: skipped: {skipped[task]}")
+            report_tasks[task] = {"skipped": skipped[task]} | facts
             continue
+        if suff["verdict"] == "weak":
+            messages.append(f"{task}: weak data ({split.describe()}): {suff['reason']}")
         y_all, (tr, va, te) = task_rows(task, taxonomy, snaps, split, settings)
-        reason = _unsupported(task, y_all, tr, va, te)
+        reason = _unsupported(task, y_all, tr, va if not split.crossfit else tr, te)
         if reason:
             skipped[task] = reason
             messages.append(f"{task}: skipped: {reason}")
+            report_tasks[task] = {"skipped": reason} | facts
             continue
-        models[task], res, evals[task] = fit_and_evaluate(task, taxonomy, settings, snaps, y_all, (tr, va, te))
+        models[task], rule, res, evals[task] = fit_and_evaluate(task, taxonomy, settings, snaps, y_all, (tr, va, te), split)
+        if rule is not None:
+            fallbacks[task] = rule
+            v = res["validation"]
+            messages.append(f"{task}: the model ({v['metric']} {v['model']:.3f}) does not beat the {v['best_baseline']} rule "
+                            f"({v['baselines'][v['best_baseline']]:.3f}) on {'the validation slice' if not split.crossfit else 'cross-fitted folds'}: "
+                            f"serving the rule, calibrated")
         res["test_cutoffs"] = [from_us(t).isoformat() for t in split.test]
         res["train_rows"], res["validation_rows"] = int(len(tr)), int(len(va))
-        report_tasks[task] = res
-    for task, why in skipped.items():
-        report_tasks.setdefault(task, {"skipped": why})
+        report_tasks[task] = facts | {"protocol_detail": split.describe()} | res
     if progress:
         progress("models", len(TASKS), len(TASKS))
     fp = fingerprint(events)
@@ -129,13 +122,13 @@ def train_and_evaluate(
             "all": settings.model_dump(mode="json"),
         },
         "cutoffs": plan.describe(),
-        "tasks": report_tasks,
+        "tasks": {task: report_tasks[task] for task in TASKS},
         "messages": messages,
         "feature_count": len(snaps.names),
     }
     predictor = JourneyPredictor(
         taxonomy=taxonomy, settings=settings, feature_names=snaps.names, models=models, skipped=skipped,
-        info={"dataset": fp, "test_metrics": headline_metrics(report)},
+        info={"dataset": fp, "test_metrics": headline_metrics(report)}, fallbacks=fallbacks,
     )
     return TrainOutcome(predictor, report, evals, plan, snaps, messages)
 
@@ -168,93 +161,35 @@ def task_rows(task: str, taxonomy: Taxonomy, snaps: Snapshots, split, settings: 
     return y_all, (tr, va, te)
 
 
-def fit_and_evaluate(task: str, taxonomy: Taxonomy, settings: Settings, snaps: Snapshots, y_all: np.ndarray, rows: tuple):
-    """Fit one task's model (and its logistic-regression baseline) on the train rows, calibrate on
-    validation, and evaluate both with the rule baselines on the test rows."""
+def fit_and_evaluate(task: str, taxonomy: Taxonomy, settings: Settings, snaps: Snapshots, y_all: np.ndarray, rows: tuple,
+                     split: TaskSplit | None = None):
+    """Fit one task's model (and its logistic-regression baseline) on the train rows, tune and
+    calibrate it on validation (``crossfit``: out of fold), choose what is served (the model or
+    its best rule, :mod:`journey_stage.training.fallback`), and evaluate all of them on the test
+    rows. Returns (model, served rule or None, report entry, test arrays)."""
     tr, va, te = rows
+    crossfit = split is not None and split.crossfit
     y_tr, y_va, y_te = y_all[tr], y_all[va], y_all[te]
     if task != "stage":
         y_tr, y_va, y_te = (a.astype(int) for a in (y_tr, y_va, y_te))
-    names = snaps.names
-    lr = fit_logistic(snaps.X[tr], y_tr, settings.seed)  # the baseline, and the linear part of a binary blend
-    model = fit_task(task, names, snaps.X[tr], y_tr, snaps.X[va], y_va, settings, linear=lr)
-    test = HeldOut(snaps.X[te], y_te, snaps.customer_ids[te], snaps.cutoff_us[te])
+    names, X = snaps.names, snaps.X
+    lr = fit_logistic(X[tr], y_tr, settings.seed)  # the baseline, and the linear part of a binary blend
+    if crossfit:
+        model, tuned_proba = fit_task_crossfit(task, names, X[tr], y_tr, snaps.customer_ids[tr], settings, linear=lr)
+        tune, y_tune = tr, y_tr
+    else:
+        model = fit_task(task, names, X[tr], y_tr, X[va], y_va, settings, linear=lr)
+        tuned_proba, tune, y_tune = model.proba(X[va]), va, y_va
+    observed = _stage_names(taxonomy, snaps.observed_stage[tune]) if task == "stage" else None
+    rule, comparison = choose_served(task, model, tuned_proba, X[tune], y_tune, snaps.customer_ids[tune], observed, names, taxonomy, settings)
+    test = HeldOut(X[te], y_te, snaps.customer_ids[te], snaps.cutoff_us[te])
     imp = dict(zip(names, model.booster.booster_.feature_importance("gain").astype(float)))
     if task == "stage":
-        res, ev = evaluate_stage(model, lr, test, _stage_names(taxonomy, snaps.observed_stage[te]), taxonomy, settings, imp)
+        res, ev = evaluate_stage(model, lr, test, _stage_names(taxonomy, snaps.observed_stage[te]), taxonomy, settings, imp, rule)
     else:
-        res, ev = evaluate_binary(task, model, lr, test, names, settings, imp)
-    return model, res, ev
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    X: np.ndarray
-    y: np.ndarray
-    customers: np.ndarray
-    cutoffs: np.ndarray
-
-
-def evaluate_stage(model, lr, test: HeldOut, persistence: np.ndarray, taxonomy: Taxonomy, settings: Settings, imp: dict):
-    """Stage model vs persistence and the logistic regression on the test slice (macro-F1 and
-    its customer-bootstrap interval)."""
-    proba = model.proba(test.X)
-    lr_proba = lr.predict_proba(test.X)
-    y_te, cust, B, seed = test.y, test.customers, settings.bootstrap_rounds, settings.seed
-    pred = np.array(model.classes, dtype=object)[model.decide(proba)]
-    classes = [c for c in taxonomy.stages if c in model.classes]  # funnel order for the report
-    proba = proba[:, [model.classes.index(c) for c in classes]]
-    lr_pred = lr.predict(test.X)
-    lr_full = _align(lr_proba, list(lr.classes_), classes)
-    res = {
-        "n_test": int(len(y_te)),
-        "model": stage_metrics(y_te, pred, proba, classes) | stage_details(y_te, pred, classes),
-        "baselines": {
-            "persistence": stage_metrics(y_te, persistence, None, classes) | stage_details(y_te, persistence, classes),
-            "logistic_regression": stage_metrics(y_te, lr_pred, lr_full, classes),
-        },
-        "calibration": model.calibration_method,
-        "best_iteration": model.best_iteration,
-    }
-    code = {c: i for i, c in enumerate(classes)}
-    yc = np.array([code[c] for c in y_te])
-    pc = np.array([code[c] for c in pred])
-    sc = np.array([code.get(c, 0) for c in persistence])  # a stage unseen in training counts as wrong
-    sc = np.where(np.isin(persistence, classes), sc, (yc + 1) % len(classes))
-    k = len(classes)
-    res["ci95"] = {
-        "model.macro_f1": bootstrap_ci(lambda w: macro_f1_codes(yc, pc, k, w), cust, B, seed),
-        "persistence.macro_f1": bootstrap_ci(lambda w: macro_f1_codes(yc, sc, k, w), cust, B, seed),
-    }
-    ev = TaskEval(y_te, proba, classes, {"persistence": persistence, "logistic_regression": lr_pred}, cust, test.cutoffs, imp)
-    return res, ev
-
-
-def evaluate_binary(task: str, model, lr, test: HeldOut, names: list[str], settings: Settings, imp: dict):
-    """A binary task's model vs its rule baselines and the logistic regression on the test slice
-    (ROC-AUC, PR-AUC, calibration, and customer-bootstrap intervals)."""
-    y_te, cust, B, seed = test.y, test.customers, settings.bootstrap_rounds, settings.seed
-    p = model.proba(test.X)[:, 1]
-    lr_p = lr.predict_proba(test.X)[:, 1]
-    base = baseline_scores(task, names, test.X, settings)
-    res = {
-        "n_test": int(len(y_te)),
-        "positive_rate": float(y_te.mean()),
-        "model": binary_metrics(y_te, p),
-        "baselines": {name: binary_metrics(y_te, s, probabilities=False) for name, s in base.items()}
-        | {"logistic_regression": binary_metrics(y_te, lr_p)},
-        "calibration": model.calibration_method,
-        "best_iteration": model.best_iteration,
-        "blend": {"booster_weight": model.booster_weight, "validation_roc_auc": model.blend_validation},
-    }
-    first = next(iter(base))
-    rm, rb = RankedScores(y_te, p), RankedScores(y_te, base[first])
-    res["ci95"] = {
-        "model.roc_auc": bootstrap_ci(rm.roc_auc, cust, B, seed),
-        "model.pr_auc": bootstrap_ci(rm.average_precision, cust, B, seed),
-        f"{first}.roc_auc": bootstrap_ci(rb.roc_auc, cust, B, seed),
-    }
-    return res, TaskEval(y_te, p, [0, 1], base | {"logistic_regression": lr_p}, cust, test.cutoffs, imp)
+        res, ev = evaluate_binary(task, model, lr, test, names, settings, imp, rule)
+    res = {"served": comparison["served"], "validation": comparison} | res
+    return model, rule, res, ev
 
 
 def cap_train_rows(rows: np.ndarray, cutoffs: np.ndarray, cap: int, seed: int) -> np.ndarray:
@@ -298,22 +233,19 @@ def _unsupported(task: str, y: np.ndarray, tr, va, te) -> str | None:
     return None
 
 
-def _align(proba: np.ndarray, have: list, want: list) -> np.ndarray:
-    out = np.zeros((len(proba), len(want)))
-    for j, c in enumerate(have):
-        if c in want:
-            out[:, want.index(c)] = proba[:, j]
-    return out
-
-
 PRIMARY = {"stage": "macro_f1", "churn": "roc_auc", "conversion": "roc_auc"}
 
 
+def served_metrics(res: dict) -> dict:
+    """The test metrics of what the predictor serves for a task (the model's, or its rule's)."""
+    return res.get("served_metrics") or res.get("model", {})
+
+
 def headline_metrics(report: dict) -> dict[str, float]:
-    """Flat ``task.metric`` -> value of the model's test metrics (for MLflow and the gate)."""
+    """Flat ``task.metric`` -> value of the served test metrics (for MLflow, /metadata and the gate)."""
     out = {}
     for task, res in report["tasks"].items():
-        for k, v in res.get("model", {}).items():
+        for k, v in served_metrics(res).items():
             if isinstance(v, (int, float)):
                 out[f"{task}.{k}"] = float(v)
     return out

@@ -103,19 +103,50 @@ def model_description(res: dict) -> str:
     return f"{what} ({res.get('best_iteration', '?')} trees), {res.get('calibration', '?')} calibration"
 
 
+def served_text(res: dict, metric: str) -> str:
+    """What the predictor serves for a task, with the validation numbers behind the choice."""
+    served = res.get("served", "model")
+    v = res.get("validation") or {}
+    where = "cross-fitted folds" if str(res.get("protocol")) == "crossfit" else "validation"
+    if served == "model":
+        best = v.get("best_baseline")
+        return "model" + (f" (beat {best} on {where}: {v['model']:.3f} vs {v['baselines'][best]:.3f})" if best else "")
+    rule = served.split(":", 1)[1]
+    test = (res.get("served_metrics") or {}).get(metric)
+    return (f"<b>{html.escape(rule)} rule</b>, calibrated: the model did not beat it on {where} ({v['model']:.3f} vs "
+            f"{v['baselines'][rule]:.3f}); test {metric} {test:.3f}")
+
+
+def sufficiency_rows(report: dict) -> str:
+    rows = []
+    for task, res in report["tasks"].items():
+        f = res.get("sufficiency") or {}
+        counts = f.get("positives") or f.get("minority") or {}
+        rows.append(
+            f"<tr><td>{task}</td><td>{html.escape(str(f.get('verdict')))}</td><td>{html.escape(str(f.get('protocol_detail', '')))}</td>"
+            f"<td>{f.get('history_days')}</td><td>{html.escape(json.dumps(f.get('eligible_per_cutoff', {})))}</td>"
+            f"<td>{html.escape(json.dumps(f.get('rows', {})))}</td><td>{html.escape(json.dumps(counts))}</td>"
+            f"<td>{html.escape(str(f.get('reason', '')))}</td></tr>"
+        )
+    head = ("<tr><th>task</th><th>verdict</th><th>protocol</th><th>history days</th><th>eligible per cutoff</th><th>rows</th>"
+            "<th>positives (stage: outside the most frequent stage)</th><th>reason</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def render_html(report: dict, plots: dict[str, bytes]) -> str:
     rows = []
     for task, res in report["tasks"].items():
         if "skipped" in res:
-            rows.append(f"<tr><td>{task}</td><td colspan=5>skipped: {html.escape(res['skipped'])}</td></tr>")
+            rows.append(f"<tr><td>{task}</td><td colspan=7>skipped: {html.escape(res['skipped'])}</td></tr>")
             continue
         metric = "macro_f1" if task == "stage" else "roc_auc"
         ci = res.get("ci95", {}).get(f"model.{metric}")
         ci_txt = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         base = "<br>".join(f"{b}: {m.get(metric, float('nan')):.3f}" for b, m in res["baselines"].items())
         rows.append(
-            f"<tr><td>{task}</td><td>{res['n_test']}</td><td>{html.escape(model_description(res))}</td><td>{metric}</td>"
-            f"<td>{res['model'][metric]:.3f}{ci_txt}</td><td>{base}</td></tr>"
+            f"<tr><td>{task}</td><td>{html.escape(str(res.get('protocol')))}</td><td>{res['n_test']}</td>"
+            f"<td>{html.escape(model_description(res))}</td><td>{metric}</td>"
+            f"<td>{res['model'][metric]:.3f}{ci_txt}</td><td>{base}</td><td>{served_text(res, metric)}</td></tr>"
         )
     imgs = "".join(
         f"<figure><img alt='{k}' src='data:image/png;base64,{base64.b64encode(v).decode()}'><figcaption>{k}</figcaption></figure>"
@@ -129,7 +160,8 @@ figure{{display:inline-block;margin:8px}}pre{{background:#f6f6f6;padding:1em;ove
 <p>Data: {ds['events']:,} events, {ds['customers']:,} customers, {ds['start']} .. {ds['end']} (fingerprint {ds['fingerprint']}).
 Taxonomy: {html.escape(report['settings']['taxonomy'])}; horizons (days): {html.escape(json.dumps(report['settings']['horizons_days']))}.</p>
 <h2>Test metrics (model vs baselines, 95% bootstrap interval over customers)</h2>
-<table><tr><th>task</th><th>n test</th><th>model</th><th>metric</th><th>value</th><th>baselines</th></tr>{''.join(rows)}</table>
+<table><tr><th>task</th><th>protocol</th><th>n test</th><th>model</th><th>metric</th><th>value</th><th>baselines</th><th>served</th></tr>{''.join(rows)}</table>
+<h2>Data sufficiency (protocol, history, customers and positives per task)</h2>{sufficiency_rows(report)}
 <h2>Plots</h2>{imgs}
 <h2>Full report.json</h2><pre>{html.escape(json.dumps(report, indent=2, default=str))}</pre></body></html>"""
 

@@ -32,6 +32,7 @@ def log_training_run(outcome, events: pd.DataFrame, settings, report_dir: Path, 
         fp = outcome.report["dataset"]
         mlflow.set_tags({f"data.{k}": str(v) for k, v in fp.items()} | {"taxonomy": predictor.taxonomy.name, "feature_version": predictor.feature_version})
         mlflow.log_metrics({f"test.{k}": v for k, v in _flat_metrics(outcome.report).items()})
+        mlflow.set_tags(task_tags(outcome.report))  # protocol, served, sufficiency verdict and counts per task
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         with tempfile.TemporaryDirectory() as tmp:
             info = _log_model(predictor, events, Path(tmp), model_name)
@@ -76,10 +77,26 @@ def _finish_model(client: MlflowClient, info, model_name: str, version: str) -> 
         client.log_model_artifact(info.model_id, str(local / pyfunc.REGISTRY_FILE))
 
 
+def task_tags(report: dict) -> dict[str, str]:
+    """Per task: the protocol, what is served and the data-sufficiency facts, as MLflow tags."""
+    out = {}
+    for task, res in report["tasks"].items():
+        suff = res.get("sufficiency") or {}
+        out[f"{task}.protocol"] = str(res.get("protocol"))
+        out[f"{task}.served"] = str(res.get("served", "skipped" if "skipped" in res else "model"))
+        out[f"{task}.sufficiency"] = str(suff.get("verdict"))
+        out[f"{task}.sufficiency.reason"] = str(suff.get("reason", ""))[:5000]
+        for part in ("rows", "minority", "positives"):
+            for k, v in (suff.get(part) or {}).items():
+                out[f"{task}.sufficiency.{part}.{k}"] = str(v)
+    return out
+
+
 def _flat_metrics(report: dict) -> dict[str, float]:
     out = {}
     for task, res in report["tasks"].items():
-        for who, metrics in [("model", res.get("model", {}))] + list(res.get("baselines", {}).items()):
+        served = [("served", res["served_metrics"])] if "served_metrics" in res else []
+        for who, metrics in [("model", res.get("model", {}))] + served + list(res.get("baselines", {}).items()):
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and not (isinstance(v, float) and np.isnan(v)):
                     out[f"{task}.{who}.{k}"] = float(v)
@@ -87,8 +104,12 @@ def _flat_metrics(report: dict) -> dict[str, float]:
 
 
 def promote(model_name: str) -> dict:
-    """Champion/challenger gate (SPEC 6): promote when the challenger is at least as good as the
-    champion on the champion's primary metrics, both measured on the challenger's test data."""
+    """Champion/challenger gate (SPEC 6, :func:`journey_stage.training.gate.decide`): promote when
+    no primary metric of the challenger is significantly worse (paired bootstrap over the same
+    test customers) than the champion's, or, with no champion, than the best rule baseline's;
+    the decision, the differences and their intervals are logged as a run of their own."""
+    from journey_stage.training import gate as gates
+
     configure(create=False)
     client = MlflowClient()
     try:
@@ -99,37 +120,56 @@ def promote(model_name: str) -> dict:
         champion = client.get_model_version_by_alias(model_name, "champion")
     except Exception:  # noqa: BLE001
         champion = None
-    decision = {"challenger": challenger.version, "champion": champion.version if champion else None, "comparisons": {}}
-    if champion is None:
-        decision.update(promoted=True, reason="no champion yet")
-    elif champion.version == challenger.version:
-        decision.update(promoted=False, reason="challenger is already the champion")
-    else:
-        run = client.get_run(challenger.run_id)
-        gate = json.loads(run.data.tags.get("gate", "{}"))
-        if str(gate.get("champion_version")) != str(champion.version):
-            decision.update(promoted=False, reason=f"the challenger was not compared with champion v{champion.version} on the same test data; retrain or pass --events to re-evaluate both")
-        else:
-            ok = True
-            for key, champ in gate["champion"].items():
-                chall = gate["challenger"].get(key)
-                passed = chall is not None and (champ is None or chall >= champ)
-                decision["comparisons"][key] = {"challenger": chall, "champion": champ, "passed": passed}
-                ok &= passed
-            decision.update(promoted=ok, reason="challenger at least as good on every primary metric" if ok else "challenger worse on a primary metric")
+    run = client.get_run(challenger.run_id)
+    record = json.loads(run.data.tags.get("gate", "{}"))
+    report = _run_report(challenger.run_id) if champion is None else None
+    tolerance = float(record.get("tolerance", ((report or {}).get("settings", {}).get("all", {}) or {}).get("gate_tolerance", 0.0)))
+    decision = gates.decide(str(challenger.version), str(champion.version) if champion else None, record,
+                            gates.baseline_comparisons(report), tolerance)
     if decision["promoted"]:
         client.set_registered_model_alias(model_name, "champion", challenger.version)
     with mlflow.start_run(run_name=f"promote-{model_name}-v{challenger.version}"):
-        mlflow.set_tags({"kind": "promotion", "decision": json.dumps(decision)})
-        mlflow.log_metrics({f"{k}.{who}": v[who] for k, v in decision["comparisons"].items() for who in ("challenger", "champion") if v[who] is not None} | {"promoted": float(decision["promoted"])})
+        mlflow.set_tags({"kind": "promotion", "decision": json.dumps(decision), "promoted": str(decision["promoted"]).lower(),
+                         "against": decision["against"], "reason": decision["reason"][:5000]})
+        mlflow.log_metrics(_decision_metrics(decision))
+        mlflow.log_dict(decision, "decision.json")
     return decision
 
 
-def record_gate(run_id: str, challenger_scores: dict, champion_scores: dict | None, champion_version: str | None) -> None:
-    """Store, in the challenger's run, both models' primary metrics on the challenger's test rows."""
+def _decision_metrics(decision: dict) -> dict[str, float]:
+    out = {"promoted": float(decision["promoted"])}
+    for key, c in decision["comparisons"].items():
+        for who in ("challenger", "champion", "baseline_value", "difference"):
+            if isinstance(c.get(who), (int, float)):
+                out[f"{key}.{who}"] = float(c[who])
+        if c.get("ci"):
+            out[f"{key}.ci_low"], out[f"{key}.ci_high"] = float(c["ci"][0]), float(c["ci"][1])
+    return out
+
+
+def _run_report(run_id: str) -> dict | None:
+    """report.json of a training run (its tasks' comparisons with the rule baselines), if logged."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report/report.json", dst_path=tmp)).read_text())
+    except Exception:  # noqa: BLE001 - a run logged without a report: no comparison with the baselines
+        return None
+
+
+def record_gate(run_id: str, challenger_scores: dict, champion_scores: dict | None = None, champion_version: str | None = None,
+                record: dict | None = None) -> None:
+    """Store, in the challenger's run, what ``promote`` compares: ``record`` from
+    :func:`journey_stage.training.gate.gate_record` (paired comparisons with intervals), or, from
+    older callers, both models' primary metrics on the challenger's test rows."""
+    gate = record or {"champion_version": champion_version, "challenger": challenger_scores, "champion": champion_scores or {}}
     client = MlflowClient()
-    gate = {"champion_version": champion_version, "challenger": challenger_scores, "champion": champion_scores or {}}
     client.set_tag(run_id, "gate", json.dumps(gate))
+    for key, c in gate.get("comparisons", {}).items():
+        if c.get("difference") is not None:
+            client.log_metric(run_id, f"gate.{key}.difference", float(c["difference"]))
+        if c.get("ci"):
+            client.log_metric(run_id, f"gate.{key}.ci_low", float(c["ci"][0]))
+            client.log_metric(run_id, f"gate.{key}.ci_high", float(c["ci"][1]))
 
 
 def current_champion(model_name: str) -> str | None:

@@ -4,6 +4,7 @@ features, the clipped label windows of ``label_windows = "clip_at_test"`` and
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_snapshot_rows_equal_features_of_all_customers(enc):
     s = Settings(max_train_rows=1000, step_days=14)
     plan = plan_cutoffs(enc, s)
     snaps = build_snapshots(enc, plan, s, sample_train_rows=300)
-    keep_whole = {t for sp in plan.tasks.values() for t in sp.validation + sp.test}
+    keep_whole = plan.whole_cutoffs
     sampled = 0
     for t in plan.all_cutoffs:
         ff = build_features(enc, t, s)
@@ -75,6 +76,8 @@ def test_customer_subset_keeps_source_index(enc):
 
 
 def _split_settings(**kw):
+    """The split mechanics on 400 customers: class minimums of 1 keep every task on the configured (temporal) rung."""
+    kw = {"min_train_positives": 1, "min_validation_positives": 1} | kw
     return Settings(horizons={"conversion": 60, "churn": 60}, step_days=7, test_from=pd.Timestamp("2025-08-01", tz="UTC"), **kw)
 
 
@@ -161,9 +164,13 @@ def test_olist_preset_plan_trains_on_recorded_outcomes_without_reading_past_test
     assert sp.test[0] == test0 and sp.label_end_us == test0
     assert max(sp.train + sp.validation) < test0
     assert from_us(max(sp.validation)) == pd.Timestamp("2018-01-25", tz="UTC")  # windows cut at 2018-02-01
-    # the default rule would end every training window by 2017-11-03, before the first recorded win
+    # the default rule would end every training window by 2017-11-03, before the first recorded win:
+    # no rung of the ladder has a positive training row, and the plan says so in numbers
     strict = plan_cutoffs(encode(read_events(out, tax).events, tax), s.with_overrides({"label_windows": "complete"}))
-    assert from_us(max(strict.tasks["conversion"].validation)) <= pd.Timestamp("2017-11-03", tz="UTC")
+    assert not strict.tasks["conversion"].usable
+    m = re.fullmatch(r"needs at least 30 positive training rows, has (\d+)", strict.sufficiency["conversion"]["reason"])
+    assert m and int(m.group(1)) < 30, strict.sufficiency["conversion"]
+    assert plan.sufficiency["conversion"]["protocol"] == "temporal" and plan.sufficiency["conversion"]["verdict"] != "insufficient"
 
 
 def test_purge_keeps_training_windows_before_validation(enc):
@@ -177,12 +184,12 @@ def test_purge_keeps_training_windows_before_validation(enc):
 
 
 def test_test_span_days_without_test_from(enc):
-    s = Settings(test_span_days=28, test_cutoffs=1)
+    s = Settings(test_span_days=28, test_cutoffs=1, protocols=["temporal"])  # the configured rung only
     plan = plan_cutoffs(enc, s)
     for task, sp in plan.tasks.items():
         assert len(sp.test) == 4 and sp.test[-1] - sp.test[0] == 21 * US_PER_DAY
         assert sp.test[-1] + int(getattr(s.horizons, task) * US_PER_DAY) <= plan.observed_until_us
-    one = plan_cutoffs(enc, Settings(test_span_days=0, test_cutoffs=1))
+    one = plan_cutoffs(enc, s.with_overrides({"test_span_days": 0}))
     assert all(len(sp.test) == 1 for sp in one.tasks.values())
 
 

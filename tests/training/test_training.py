@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 FAST = {"n_estimators": 40, "bootstrap_rounds": 20, "max_train_rows": 20000}
 BAD = FAST | {"n_estimators": 1, "num_leaves": 2, "min_child_samples": 100000, "seed": 1}
+BAD_NO_RULE = BAD | {"serve_baseline": False}  # a constant model, served even though every rule beats it
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def _cycle(events_file, tmp_path, name):
             assert res["blend"]["validation_roc_auc"][f"{w:g}"] >= max(res["blend"]["validation_roc_auc"].values()) - 1e-6
             assert ("LightGBM (" if w == 1 else f"LightGBM x{w:g} + logistic regression x{1 - w:g}") in page
     d = tracking.promote(name)
-    assert d["promoted"] and d["reason"] == "no champion yet"
+    assert d["promoted"] and d["reason"].startswith("no champion yet"), d
+    assert d["against"] == "best rule baseline" and d["comparisons"]
     predictor = registry.load_predictor(f"models:/{name}@champion")
     assert predictor.info["version"] == good["version"]
     # the pyfunc model predicts from raw events
@@ -81,22 +83,39 @@ def test_cycle_against_real_mlflow_server(mlflow_server, events_file, tmp_path, 
 
 
 def test_cycle_embedded_store_and_gate(events_file, tmp_path, monkeypatch):
+    """The gate (issue 14): with no champion, a challenger significantly worse than a rule baseline
+    is refused; a good one is promoted; a significantly worse challenger does not replace it; every
+    decision is logged with its differences and intervals."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("JOURNEY_HOME", str(tmp_path / "home"))
-    bad = _train(events_file, tmp_path / "bad", BAD)
-    assert tracking.promote("journey-stage")["promoted"]  # first model: champion
+    bad = _train(events_file, tmp_path / "bad", BAD_NO_RULE)
+    d = tracking.promote("journey-stage")
+    assert not d["promoted"] and "significantly worse than the best rule baseline" in d["reason"], d
+    refused = {k: v for k, v in d["comparisons"].items() if not v["passed"]}
+    assert refused and all(v["ci"][1] < 0 for v in refused.values())
+    assert any(v["baseline"] == "recency" for v in refused.values())  # a binary model worse than the recency rule
+    assert tracking.current_champion("journey-stage") is None
     good = _train(events_file, tmp_path / "good", FAST)
     d = tracking.promote("journey-stage")
     assert d["promoted"], d
     assert all(v["passed"] for v in d["comparisons"].values())
     assert tracking.current_champion("journey-stage") == good["version"]
-    worse = _train(events_file, tmp_path / "worse", BAD)
+    worse = _train(events_file, tmp_path / "worse", BAD_NO_RULE)
     d = tracking.promote("journey-stage")
     assert not d["promoted"], d
     assert any(not v["passed"] for v in d["comparisons"].values())
-    assert d["comparisons"]["stage.macro_f1"]["champion"] > d["comparisons"]["stage.macro_f1"]["challenger"]
+    stage = d["comparisons"]["stage.macro_f1"]
+    assert stage["champion"] > stage["challenger"] and stage["ci"][1] < 0 and not stage["passed"]
     assert tracking.current_champion("journey-stage") == good["version"] != worse["version"] != bad["version"]
     assert (tmp_path / "home" / "mlflow.db").exists()
+    # every decision is a run of its own, with the differences and their intervals
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([mlflow.get_experiment_by_name("journey-stage").experiment_id], "tags.kind = 'promotion'")
+    assert len(runs) == 3
+    for run in runs:
+        logged = json.loads(run.data.tags["decision"])
+        assert logged["comparisons"] and all(c["ci"] is not None for c in logged["comparisons"].values())
+        assert "stage.macro_f1.ci_low" in run.data.metrics and "stage.macro_f1.difference" in run.data.metrics
 
 
 def test_tasks_without_positives_are_skipped():
@@ -107,5 +126,6 @@ def test_tasks_without_positives_are_skipped():
     events = canonical_events(df, "gen", tax).events
     out = train_and_evaluate(events, tax, Settings(**FAST))
     assert "skipped" in out.report["tasks"]["advocacy"]
-    assert "no positive examples" in out.report["tasks"]["advocacy"]["skipped"]
+    assert out.report["tasks"]["advocacy"]["skipped"] == "needs at least 30 positive training rows, has 0"
+    assert out.report["tasks"]["advocacy"]["sufficiency"]["verdict"] == "insufficient"
     assert "advocacy" not in out.predictor.models and "stage" in out.predictor.models
