@@ -5,22 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from journey_stage.cli_common import STATE, console, friendly, out, progress_bar, runtime, taxonomy_and_settings
 from journey_stage.core.errors import JourneyError
-from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings, redact
+from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings
 from journey_stage.views import decision_lines, sufficiency_lines, summary_table  # noqa: F401 - summary_table: demo and tests
 
 app = typer.Typer(help="Customer journey stage prediction: train, evaluate, register, serve and score.", no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
-out = Console()
-STATE: dict = {"debug": False, "runtime": None}
 
 
 @app.callback()
@@ -28,63 +23,6 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
     STATE["debug"] = debug
     with friendly():  # the runtime settings, read once per command; a bad variable is one line
         STATE["runtime"] = RuntimeSettings.from_env()
-
-
-def runtime() -> RuntimeSettings:
-    """This command's runtime settings (read from the environment when the command started)."""
-    if STATE["runtime"] is None:
-        STATE["runtime"] = RuntimeSettings.from_env()
-    return STATE["runtime"]
-
-
-@contextmanager
-def friendly() -> Iterator[None]:
-    """One clear line plus a hint, non-zero exit, no traceback (unless --debug)."""
-    try:
-        yield
-    except JourneyError as exc:
-        if STATE["debug"]:
-            raise
-        _print_error(exc.message, exc.hint)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]: no partial output was written.")
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a defect or an unforeseen fault: still one line
-        if STATE["debug"]:
-            raise
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        _print_error(f"unexpected {type(exc).__name__}: {first}", "rerun with --debug for the full traceback, and report it if it looks like a bug.")
-        raise typer.Exit(3) from None
-
-
-def _print_error(message: str, hint: str) -> None:
-    """One line, then the hint; credentials in URLs are never shown."""
-    console.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True, markup=True)
-    if hint:
-        console.print(f"[yellow]hint:[/] {redact(hint)}", highlight=False, soft_wrap=True)
-
-
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True)
-
-
-def _taxonomy_and_settings(events: Path, taxonomy: str | None, config: Path | None, horizon: list[str], overrides: dict):
-    from journey_stage.core.io import taxonomy_hint
-    from journey_stage.core.settings import build_settings, parse_horizon_flags, read_config_file
-    from journey_stage.core.taxonomy import load_taxonomy
-
-    cfg = read_config_file(config) if config else {}
-    name = taxonomy or cfg.get("taxonomy") or taxonomy_hint(events) or "five_stage"
-    tax = load_taxonomy(name)
-    cli = {k: v for k, v in overrides.items() if v is not None}
-    hz = parse_horizon_flags(horizon)
-    if hz:
-        cli["horizons"] = hz
-    settings = build_settings(tax.settings, cfg, cli | {"taxonomy": name}, source=str(config or "settings"))
-    return tax, settings
 
 
 def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None):
@@ -236,7 +174,7 @@ def train(
     with friendly():
         if report.exists() and not report.is_dir():
             raise JourneyError(f"--report {report}: is a file; expected a folder for report.json and report.html.", "pass a folder path (it is created if missing).")
-        tax, settings = _taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
+        tax, settings = taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
         logged = run_training(events, tax, settings, report, rejects, unknown_stage, model_name)
         out.print(summary_table(logged["outcome"].report))
         out.print(f"report: {report / 'report.html'}  |  registered {logged['model_uri']} as challenger (run {logged['run_id']})")
@@ -257,7 +195,7 @@ def check(
         from journey_stage.features.encode import encode
         from journey_stage.features.snapshots import plan_cutoffs
 
-        tax, settings = _taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
+        tax, settings = taxonomy_and_settings(events, taxonomy, config, horizon, {"test_from": test_from})
         result, tax = _read(events, tax, None, unknown_stage)
         plan = plan_cutoffs(encode(result.events, tax), settings)
         for task, f in plan.sufficiency.items():
@@ -399,46 +337,9 @@ def demo(
         out.print(f"done in {time.time() - t0:.0f}s")
 
 
-profiles_app = typer.Typer(help="The live profile store (JOURNEY_PROFILE_STORE): load event files, erase a customer.", no_args_is_help=True)
+from journey_stage.cli_profiles import profiles_app  # noqa: E402 - the sub-command group
+
 app.add_typer(profiles_app, name="profiles")
-
-
-@profiles_app.command("load")
-def profiles_load(
-    events: Path = typer.Option(..., "--events", help="Events file or folder (Parquet, CSV, JSON Lines)."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
-    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Preset name or TOML file (default: the file's preset or five_stage)."),
-) -> None:
-    """Backfill the profile store from event files (validated like batch scoring; exact duplicates stored once)."""
-    with friendly():
-        from journey_stage.serving.profiles import store_from_settings
-        from journey_stage.serving.profiles_load import load_events
-
-        tax, _ = _taxonomy_and_settings(events, taxonomy, None, [], {})
-        store = store_from_settings(runtime())
-        try:
-            with progress_bar() as bar:
-                task = bar.add_task("loading", total=None)
-                counts = load_events(store, events, tax, rejects=rejects, on_unit=lambda i, n: bar.update(task, completed=i, total=n))
-        finally:
-            store.close()
-        out.print(f"stored {counts['stored']:,} events ({counts['duplicates']:,} exact duplicates ignored, "
-                  f"{counts['rejected']:,} rows rejected) from {counts['rows']:,} rows", highlight=False)
-
-
-@profiles_app.command("delete")
-def profiles_delete(customer: str = typer.Option(..., "--customer", help="The customer id whose stored events are erased.")) -> None:
-    """Erase every stored event of one customer."""
-    with friendly():
-        from journey_stage.serving.profiles import store_from_settings
-
-        store = store_from_settings(runtime())
-        try:
-            n = store.delete(customer)
-        finally:
-            store.close()
-        out.print(f"erased {n:,} stored event(s) of customer {customer!r}", highlight=False)
-
 
 if __name__ == "__main__":  # pragma: no cover
     app()

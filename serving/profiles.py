@@ -94,6 +94,7 @@ def _event_json(row: tuple) -> str:
 # SQLite primary-key columns cannot be NULL: missing optional values are stored as sentinels no
 # canonical event can hold (blank text is missing, values are >= 0).
 _NO_TEXT, _NO_VALUE = "", -1.0
+SQLITE_COLUMNS = ("customer_id", "ts", "event_type", "channel", "value", "campaign")
 
 
 class SQLiteStore:
@@ -109,6 +110,10 @@ class SQLiteStore:
             "CREATE TABLE IF NOT EXISTS events (customer_id TEXT NOT NULL, ts INTEGER NOT NULL, event_type TEXT NOT NULL, "
             "channel TEXT NOT NULL, value REAL NOT NULL, campaign TEXT NOT NULL, "
             "PRIMARY KEY (customer_id, ts, event_type, channel, value, campaign)) WITHOUT ROWID")
+        found = [row[1] for row in self._conn().execute("PRAGMA table_info(events)")]
+        if found != list(SQLITE_COLUMNS):
+            raise ConfigError(f"profile store {self.path}: table 'events' has columns {found}, expected {list(SQLITE_COLUMNS)}.",
+                              "point JOURNEY_PROFILE_STORE at a new file, or load the events again into an empty store.")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
