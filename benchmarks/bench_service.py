@@ -8,19 +8,23 @@
    features, models, reasons, next best action) and the scoring part alone on canonical events
    (``score`` = ``journey_stage.model.scoring.score_records``); then the same requests over HTTP one at a time
    (``http_sequential``): the ratio of HTTP to ``predict`` is the HTTP overhead without queueing.
-3. Open-loop load with an aiohttp asyncio client: single-customer requests with 200-event histories
-   due at ``--rate`` requests/s for ``--seconds`` (a fixed schedule, whatever the answers; at most
-   ``--max-in-flight`` on the wire, the rest wait in the client). Latency is measured from each
-   request's due time, so client-side queueing counts (no coordinated omission); a request not
-   answered within ``--timeout`` seconds of its due time counts as a ``timeout`` error. Recorded:
-   p50/p95/p99 latency of the answered requests, errors by kind, achieved rate (requests answered
-   with 200 per second of the sending window), and the peak RSS of the service's process tree
-   (sampled every 0.25 s from /proc).
+3. Open-loop load (aiohttp): single-customer requests with 200-event histories due at ``--rate``
+   requests/s for ``--seconds`` (a fixed schedule; at most ``--max-in-flight`` on the wire, the
+   rest wait in the client). Latency counts from each request's due time (no coordinated
+   omission); one not answered within ``--timeout`` s of it is a ``timeout`` error. Recorded:
+   p50/p95/p99 of the answered requests, errors by kind, achieved rate (200s per second of the
+   sending window), peak RSS of the service's process tree (sampled every 0.25 s).
 
-Targets (in the JSON): p99 <= 50 ms, zero errors, peak RSS <= 1.5 GB.
+   Targets (in the JSON): p99 <= 50 ms, zero errors, peak RSS <= 1.5 GB.
+4. ``--sweep 100,200,400`` (instead of 2 and 3): the same load at each rate for ``--sweep-seconds``,
+   past capacity, with the service's default admission settings. Per rate: answered (200), shed
+   (429/503) and their latency, timeouts, other 5xx, accepted p50/p99; and the highest swept rate
+   with p99 <= 50 ms and nothing shed. Targets: shed p99 <= 100 ms, no timeout, no 5xx, accepted
+   p99 <= 100 ms. Written to ``benchmarks/results/service_overload.json`` with the load averages.
 
     python benchmarks/bench_service.py                        # 100 req/s for 60 s
     python benchmarks/bench_service.py --rate 20 --seconds 10 # quick run
+    python benchmarks/bench_service.py --sweep 100,200,400 --sweep-seconds 60
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ RESULTS = HERE / "results"
 TARGET_P99_MS = 50.0
 TARGET_ERRORS = 0
 TARGET_PEAK_RSS_GB = 1.5
+SWEEP_TARGETS = {"shed_p99_ms": 100.0, "timeouts": 0, "server_errors": 0, "accepted_p99_ms": 100.0, "clean_p99_ms": TARGET_P99_MS}
 EVENTS_PER_REQUEST = 200
 N_PAYLOADS = 50
 
@@ -61,12 +66,9 @@ def start_service(home: Path, model: str, workdir: Path, workers: int, timeout: 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "MLFLOW_TRACKING_URI"))}
     env |= {"JOURNEY_HOME": str(home), "JOURNEY_WORKERS": str(workers), "BENTOML_HOME": str(workdir / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     log = open(workdir / "serve.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "journey_stage.cli", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
+    proc = subprocess.Popen([sys.executable, "-m", "journey_stage.cli", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"journey serve exited:\n{(workdir / 'serve.log').read_text()[-3000:]}")
@@ -104,11 +106,9 @@ def make_payloads(n: int, events_per_request: int, seed: int = 0) -> tuple[list[
     from journey_stage.synthetic.generate import generate_events
 
     df = generate_events(3000, seed=seed + 101).drop(columns=["true_stage"], errors="ignore")
-    as_of = df["timestamp"].max()
+    as_of, rng, pool = df["timestamp"].max(), random.Random(seed), df.sample(frac=1.0, random_state=seed)
     by_customer = {cid: g for cid, g in df.groupby("customer_id", sort=False)}
     longest = sorted(by_customer, key=lambda c: -len(by_customer[c]))
-    rng = random.Random(seed)
-    pool = df.sample(frac=1.0, random_state=seed)
     payloads = []
     for i in range(n):
         own = by_customer[longest[i % len(longest)]]
@@ -135,15 +135,12 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from journey_stage.core.events import canonical_records
-    from journey_stage.model.playbook import load_playbook
     from journey_stage.core.runtime import RuntimeSettings
-    from journey_stage.serving.schemas import request_models
-    from journey_stage.model.scoring import score_records
+    from journey_stage.model import playbook as playbooks, registry, scoring
     from journey_stage.serving.requests import score_request
-    from journey_stage.model.registry import load_predictor
+    from journey_stage.serving.schemas import request_models
 
-    predictor = load_predictor(model)
-    playbook = load_playbook()
+    predictor, playbook = registry.load_predictor(model), playbooks.load_playbook()
     PredictRequest = request_models(RuntimeSettings()).request  # the limits of the service started here (defaults)
     requests = [PredictRequest.model_validate(p) for p in payloads]
     canon = []
@@ -154,22 +151,15 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
         score_request(predictor, r.customers, r.as_of, playbook)
     score_ms, full_ms = [], []
     for k in range(repeats):
-        r = requests[k % len(requests)]
-        events, as_of = canon[k % len(canon)]
+        r, (events, as_of) = requests[k % len(requests)], canon[k % len(canon)]
         t0 = time.perf_counter()
-        score_records(predictor, events, pd.Timestamp(as_of), playbook=playbook)
+        scoring.score_records(predictor, events, pd.Timestamp(as_of), playbook=playbook)
         t1 = time.perf_counter()
         score_request(predictor, r.customers, r.as_of, playbook)
-        t2 = time.perf_counter()
         score_ms.append((t1 - t0) * 1000)
-        full_ms.append((t2 - t1) * 1000)
-    return {
-        "calls": repeats,
-        "fast_path_taken": sum(e is not None for e, _ in canon) / len(canon),
-        "score": summary(score_ms),
-        "predict": summary(full_ms),
-        "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version")},
-    }
+        full_ms.append((time.perf_counter() - t1) * 1000)
+    return {"calls": repeats, "fast_path_taken": sum(e is not None for e, _ in canon) / len(canon), "score": summary(score_ms),
+            "predict": summary(full_ms), "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version")}}
 
 
 def summary(ms: list[float]) -> dict:
@@ -187,19 +177,17 @@ def summary(ms: list[float]) -> dict:
 
 async def load(url: str, payloads: list[dict], rate: float, seconds: float, timeout: float, pid: int, token: str | None,
                max_in_flight: int) -> dict:
-    """Open-loop load: request i is due at ``start + i / rate``; its latency is measured from that
-    moment (queueing in the client included, no coordinated omission). At most ``max_in_flight``
-    requests are on the wire; one not answered within ``timeout`` seconds of its due time is a
-    ``timeout`` error."""
+    """Open-loop load: request i is due at ``start + i / rate``; its latency counts from then (client
+    queueing included). At most ``max_in_flight`` requests on the wire; one not answered within
+    ``timeout`` seconds of its due time is a ``timeout`` error."""
     import aiohttp
 
     bodies = [json.dumps(p).encode() for p in payloads]
     headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
-    latencies: list[float] = []
+    latencies: list[float] = []  # 200s
+    shed: list[float] = []  # 429/503: refused by admission control (or not ready), not scored
     errors: dict[str, int] = {}
-    peak = [tree_rss_bytes(pid)]
-    done = asyncio.Event()
-    slots = asyncio.Semaphore(max_in_flight)
+    peak, done, slots = [tree_rss_bytes(pid)], asyncio.Event(), asyncio.Semaphore(max_in_flight)
 
     async def sample_memory() -> None:
         while not done.is_set():
@@ -225,16 +213,12 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
                 return error("timeout")
             except aiohttp.ClientError as exc:
                 return error(type(exc).__name__)
-            if status == 200:
-                latencies.append((time.perf_counter() - due) * 1000)
-            else:
+            if status != 200:
                 error(f"http_{status}")
+            (latencies if status == 200 else shed if status in (429, 503) else []).append((time.perf_counter() - due) * 1000)
 
         sampler = asyncio.create_task(sample_memory())
-        n = int(rate * seconds)
-        tasks = []
-        start = time.perf_counter()
-        behind = 0.0
+        n, tasks, start, behind = int(rate * seconds), [], time.perf_counter(), 0.0
         for i in range(n):
             due = start + i / rate
             wait = due - time.perf_counter()
@@ -249,20 +233,11 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
         done.set()
         await sampler
     return {
-        "requests": n,
-        "ok": len(latencies),
-        "errors": sum(errors.values()),
-        "errors_by_kind": errors,
-        "latency": summary(latencies),
-        "target_rate": rate,
-        "send_window_s": round(send_window, 3),
-        "achieved_rate": round(len(latencies) / max(send_window, 1e-9), 2),
-        "completion_rate": round(len(latencies) / max(total, 1e-9), 2),
-        "all_answered_after_s": round(total, 3),
-        "max_sender_lag_ms": round(behind * 1000, 2),
-        "max_in_flight": max_in_flight,
-        "peak_rss_bytes": peak[0],
-        "peak_rss_gb": round(peak[0] / 1e9, 3),
+        "requests": n, "ok": len(latencies), "errors": sum(errors.values()), "errors_by_kind": errors,
+        "latency": summary(latencies), "shed": summary(shed), "target_rate": rate, "send_window_s": round(send_window, 3),
+        "achieved_rate": round(len(latencies) / max(send_window, 1e-9), 2), "completion_rate": round(len(latencies) / max(total, 1e-9), 2),
+        "all_answered_after_s": round(total, 3), "max_sender_lag_ms": round(behind * 1000, 2), "max_in_flight": max_in_flight,
+        "peak_rss_bytes": peak[0], "peak_rss_gb": round(peak[0] / 1e9, 3),
     }
 
 
@@ -270,8 +245,7 @@ def sequential_times(url: str, payloads: list[dict], calls: int) -> dict:
     """Closed loop, one request at a time: the HTTP cost without queueing (vs the in-process cost)."""
     import httpx
 
-    bodies = [json.dumps(p).encode() for p in payloads]
-    ms = []
+    bodies, ms = [json.dumps(p).encode() for p in payloads], []
     with httpx.Client(base_url=url, timeout=60, headers={"content-type": "application/json"}) as client:
         for i in range(calls):
             t0 = time.perf_counter()
@@ -281,7 +255,74 @@ def sequential_times(url: str, payloads: list[dict], calls: int) -> dict:
     return summary(ms)
 
 
-def main() -> None:
+def machine() -> dict:
+    load = [round(x, 2) for x in os.getloadavg()]
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(), "load_average_at_end": load}
+
+
+@contextlib.contextmanager
+def running_service(args: argparse.Namespace):
+    """(JOURNEY_HOME, service process, URL, payloads, as_of) with the service started and warmed up."""
+    import httpx
+
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+        workdir = Path(tmp)
+        home = ensure_model(args.journey_home.resolve() if args.journey_home else None, workdir)
+        payloads, as_of = make_payloads(N_PAYLOADS, args.events)
+        print(f"starting the service (model {args.model}, {args.workers} workers, JOURNEY_HOME={home}) ...", flush=True)
+        proc, url = start_service(home, args.model, workdir, args.workers)
+        try:
+            for p in payloads[:5]:  # warm the server path
+                httpx.post(url + "/predict", json=p, timeout=60).raise_for_status()
+            yield home, proc, url, payloads, as_of
+        finally:
+            stop_process_group(proc)
+
+
+# ---- overload sweep ----------------------------------------------------------------------------
+
+def sweep_run(r: dict) -> dict:
+    """One rate of the overload sweep, from :func:`load`'s result."""
+    kinds, acc, sh, t = r["errors_by_kind"], r["latency"], r["shed"], SWEEP_TARGETS
+    shed = sum(v for k, v in kinds.items() if k in ("http_429", "http_503"))
+    server, timeouts = sum(v for k, v in kinds.items() if k.startswith("http_5") and k != "http_503"), kinds.get("timeout", 0)
+    return {
+        "rate": r["target_rate"], "requests": r["requests"], "answered": r["ok"], "shed": shed, "timeouts": timeouts, "server_errors": server,
+        "other_errors": r["errors"] - shed - server - timeouts, "errors_by_kind": kinds, "accepted_latency": acc, "shed_latency": sh,
+        "achieved_rate": r["achieved_rate"], "max_sender_lag_ms": r["max_sender_lag_ms"], "peak_rss_gb": r["peak_rss_gb"],
+        "meets_targets": (sh.get("p99_ms", 0.0) <= t["shed_p99_ms"] and timeouts <= t["timeouts"] and server <= t["server_errors"]
+                          and acc.get("p99_ms", float("inf")) <= t["accepted_p99_ms"]),
+        "clean": shed == 0 and r["errors"] == 0 and acc.get("p99_ms", float("inf")) <= t["clean_p99_ms"],
+    }
+
+
+def sweep(args: argparse.Namespace, rates: list[float]) -> dict:
+    """The overload sweep: each rate for ``args.sweep_seconds`` on one service, a pause between rates."""
+    from journey_stage.core.runtime import RuntimeSettings
+
+    defaults, runs = RuntimeSettings(), []
+    with running_service(args) as (_, proc, url, payloads, _):
+        for rate in rates:
+            before = os.getloadavg()
+            print(f"sweep: {rate:g} req/s for {args.sweep_seconds:g} s (load {before[0]:.2f}) ...", flush=True)
+            r = asyncio.run(load(url, payloads, rate, args.sweep_seconds, args.timeout, proc.pid, None, args.max_in_flight))
+            runs.append(sweep_run(r) | {"load_average_before": [round(x, 2) for x in before], "load_average_after": machine()["load_average_at_end"]})
+            time.sleep(5)  # let the service drain before the next rate
+    clean = [run["rate"] for run in runs if run["clean"]]
+    return {
+        "benchmark": f"http service overload sweep: POST /predict, one customer with {args.events} events per request, open loop",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "config": {"rates": rates, "seconds": args.sweep_seconds, "workers": args.workers, "events_per_request": args.events,
+                   "client_timeout_s": args.timeout, "max_in_flight": args.max_in_flight, "model": args.model,
+                   "queue_length": defaults.queue_length, "queue_wait_ms": defaults.queue_wait_ms, "max_concurrency": defaults.max_concurrency},
+        "targets": SWEEP_TARGETS, "runs": runs, "highest_clean_rate": max(clean) if clean else None,
+        "pass": all(run["meets_targets"] for run in runs),
+    }
+
+
+# ---- main --------------------------------------------------------------------------------------
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the load window")
     ap.add_argument("--rate", type=float, default=100.0, help="requests per second (open loop)")
@@ -289,56 +330,41 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10.0, help="a request unanswered this many seconds after its due time is an error")
     ap.add_argument("--max-in-flight", type=int, default=64, help="requests on the wire at once (client connections)")
     ap.add_argument("--workers", type=int, default=2, help="service worker processes (JOURNEY_WORKERS; 2 = one per core here)")
-    ap.add_argument("--journey-home", type=Path, default=Path(os.environ["JOURNEY_HOME"]) if os.environ.get("JOURNEY_HOME") else None,
-                    help="JOURNEY_HOME with a registered model (default: $JOURNEY_HOME, else build one with journey demo)")
+    home = Path(os.environ["JOURNEY_HOME"]) if os.environ.get("JOURNEY_HOME") else None
+    ap.add_argument("--journey-home", type=Path, default=home, help="JOURNEY_HOME with a registered model (default: $JOURNEY_HOME, else journey demo)")
     ap.add_argument("--model", default="models:/journey-stage@champion", help="MLflow model URI")
     ap.add_argument("--in-process-calls", type=int, default=200)
     ap.add_argument("--sequential-calls", type=int, default=100, help="HTTP requests one at a time before the load")
     ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
-    args = ap.parse_args()
+    ap.add_argument("--sweep", default=None, help="overload sweep instead: comma-separated rates (requests/s), e.g. 100,200,400")
+    ap.add_argument("--sweep-seconds", type=float, default=60.0, help="load window of each sweep rate")
+    ap.add_argument("--sweep-out", type=Path, default=RESULTS / "service_overload.json")
+    return ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
-        workdir = Path(tmp)
-        home = ensure_model(args.journey_home.resolve() if args.journey_home else None, workdir)
-        payloads, as_of = make_payloads(N_PAYLOADS, args.events)
-        print(f"starting the service (model {args.model}, JOURNEY_HOME={home}) ...", flush=True)
-        proc, url = start_service(home, args.model, workdir, args.workers)
-        try:
-            import httpx
 
-            idle_rss = tree_rss_bytes(proc.pid)
-            for p in payloads[:5]:  # warm the server path
-                r = httpx.post(url + "/predict", json=p, timeout=60)
-                r.raise_for_status()
-            print("in-process reference ...", flush=True)
-            inproc = in_process_times(home, args.model, payloads, args.in_process_calls)
-            print("sequential HTTP (one request at a time) ...", flush=True)
-            sequential = sequential_times(url, payloads, args.sequential_calls)
-            print(f"load: {args.rate:g} req/s for {args.seconds:g} s ...", flush=True)
-            result = asyncio.run(load(url, payloads, args.rate, args.seconds, args.timeout, proc.pid, None, args.max_in_flight))
-        finally:
-            stop_process_group(proc)
-
-    http_p50 = result["latency"].get("p50_ms")
-    http_p99 = result["latency"].get("p99_ms")
+def measure(args: argparse.Namespace) -> dict:
+    """Steps 1-3: in-process reference, sequential HTTP, the open-loop load at ``args.rate``."""
+    with running_service(args) as (home, proc, url, payloads, as_of):
+        idle_rss = tree_rss_bytes(proc.pid)
+        print("in-process reference ...", flush=True)
+        inproc = in_process_times(home, args.model, payloads, args.in_process_calls)
+        print("sequential HTTP (one request at a time) ...", flush=True)
+        sequential = sequential_times(url, payloads, args.sequential_calls)
+        print(f"load: {args.rate:g} req/s for {args.seconds:g} s ...", flush=True)
+        result = asyncio.run(load(url, payloads, args.rate, args.seconds, args.timeout, proc.pid, None, args.max_in_flight))
+    http_p50, http_p99 = result["latency"].get("p50_ms"), result["latency"].get("p99_ms")
     checks = {
         "p99_ms": {"target": TARGET_P99_MS, "value": http_p99, "pass": http_p99 is not None and http_p99 <= TARGET_P99_MS},
         "errors": {"target": TARGET_ERRORS, "value": result["errors"], "pass": result["errors"] <= TARGET_ERRORS},
         "peak_rss_gb": {"target": TARGET_PEAK_RSS_GB, "value": result["peak_rss_gb"], "pass": result["peak_rss_gb"] <= TARGET_PEAK_RSS_GB},
     }
-    out = {
+    return {
         "benchmark": "http service: POST /predict, one customer with a 200-event history per request",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
         "config": {"rate": args.rate, "seconds": args.seconds, "events_per_request": args.events, "client_timeout_s": args.timeout, "max_in_flight": args.max_in_flight,
                    "workers": args.workers, "model": args.model, "payloads": len(payloads), "as_of": as_of},
         "targets": {"p99_ms": TARGET_P99_MS, "errors": TARGET_ERRORS, "peak_rss_gb": TARGET_PEAK_RSS_GB},
-        "http": result | {"idle_rss_gb": round(idle_rss / 1e9, 3)},
-        "http_sequential": sequential,
-        "in_process": inproc,
+        "http": result | {"idle_rss_gb": round(idle_rss / 1e9, 3)}, "http_sequential": sequential, "in_process": inproc,
         "http_overhead": {
             "note": "sequential = one request at a time (HTTP + validation cost, no queueing); load = under the open-loop load (queueing included)",
             "sequential_p50_ratio_to_score": round(sequential["p50_ms"] / inproc["score"]["p50_ms"], 2),
@@ -346,15 +372,27 @@ def main() -> None:
             "sequential_p50_minus_predict_ms": round(sequential["p50_ms"] - inproc["predict"]["p50_ms"], 2),
             "load_p50_ratio_to_score": round(http_p50 / inproc["score"]["p50_ms"], 2) if http_p50 else None,
         },
-        "checks": checks,
-        "pass": all(c["pass"] for c in checks.values()),
+        "checks": checks, "pass": all(c["pass"] for c in checks.values()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({"http": {k: result[k] for k in ("requests", "ok", "errors", "errors_by_kind", "achieved_rate", "peak_rss_gb")} | {"latency": result["latency"]},
-                      "http_sequential": sequential,
-                      "in_process": {k: inproc[k] for k in ("score", "predict")}, "pass": out["pass"]}, indent=2))
-    print(f"written to {args.out}")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.sweep:
+        out, path = sweep(args, [float(x) for x in args.sweep.split(",") if x.strip()]), args.sweep_out
+        for run in out["runs"]:
+            print(json.dumps({k: run[k] for k in ("rate", "answered", "shed", "timeouts", "server_errors", "meets_targets", "clean")}
+                             | {"accepted_p99_ms": run["accepted_latency"].get("p99_ms"), "shed_p99_ms": run["shed_latency"].get("p99_ms")}))
+        print(f"highest clean rate: {out['highest_clean_rate']}")
+    else:
+        out, path = measure(args), args.out
+        h = out["http"]
+        print(json.dumps({"http": {k: h[k] for k in ("requests", "ok", "errors", "errors_by_kind", "achieved_rate", "peak_rss_gb", "latency")},
+                          "http_sequential": out["http_sequential"],
+                          "in_process": {k: out["in_process"][k] for k in ("score", "predict")}, "pass": out["pass"]}, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

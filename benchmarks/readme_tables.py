@@ -21,13 +21,16 @@ Sources (``benchmarks/results/``):
                                                    "logistic_regression": 0.839}},
                            "advocacy": {"skipped": "no advocacy events"}}}]}
 
-  ``ci``, ``n_test``, ``horizon_days``, ``other`` and a baseline's ``ci`` are optional; a baseline
+  ``ci``, ``n_test``, ``horizon_days``, ``other``, ``protocol``, ``served`` (``"model"`` or
+  ``"baseline:<rule>"``, with ``served_metrics``) and a baseline's ``ci`` are optional; a baseline
   is a number or ``{"value", "ci"}``; a task is either measured or ``{"skipped": reason}``. The
   rows follow the ``journey train`` commands of the README's results block: a command with no
   run in the JSON (or no JSON at all) gives a row that says "not measured".
 * ``generate.json``, ``features.json``, ``train.json``, ``service.json``, ``batch.json``: one
   result per benchmark script; each has its own keys, so each is rendered by its own function
   below. A missing file gives a "not measured" row.
+* ``service_overload.json`` (``bench_service.py --sweep``): the HTTP overload sweep, a table of its
+  own under the benchmarks table (one row per rate); missing: one "not measured" line.
 """
 
 from __future__ import annotations
@@ -139,6 +142,13 @@ def model_cell(res: dict) -> str:
     out = f"{METRIC.get(res['metric'], res['metric'])} {num(res['value'])}{ci_text(res.get('ci'))}"
     for k, v in (res.get("other") or {}).items():
         out += f", {METRIC.get(k, k)} {num(v)}"
+    if res.get("protocol") not in (None, "temporal"):
+        out += f" (protocol {res['protocol']})"
+    served = res.get("served", "model")
+    if served != "model":  # the model lost to a rule on validation: the predictor serves the rule
+        rule = served.split(":", 1)[1].replace("_", " ")
+        value = (res.get("served_metrics") or {}).get(res["metric"])
+        out += f"; **serves the {rule} rule**" + (f" ({METRIC.get(res['metric'], res['metric'])} {num(value)})" if value is not None else "")
     return out
 
 
@@ -291,6 +301,32 @@ def batch_rows(r: dict | None) -> list[list[str]]:
     return rows
 
 
+def overload_table(r: dict | None) -> str:
+    """The HTTP overload sweep of ``bench_service.py --sweep``: one row per rate."""
+    if r is None:
+        return f"HTTP overload sweep (`bench_service.py --sweep 100,200,400`): {NOT_MEASURED}."
+    c, t = r["config"], r["targets"]
+    loads = [x for run in r["runs"] for x in (run["load_average_before"][0], run["load_average_after"][0])]
+    rates = ",".join(f"{x:g}" for x in c["rates"])
+    head = (f"HTTP overload sweep (`bench_service.py --sweep {rates} --sweep-seconds {c['seconds']:g}`: one customer with "
+            f"{c['events_per_request']} events per request, open loop, {c['workers']} workers, default admission settings: queue "
+            f"{c['queue_length']}, wait {c['queue_wait_ms']} ms, {c['max_concurrency']} in progress; load {load_range(loads)}). Targets: "
+            f"shed answers within {t['shed_p99_ms']:.0f} ms (p99), {t['timeouts']} timeouts, {t['server_errors']} 5xx, accepted p99 <= "
+            f"{t['accepted_p99_ms']:.0f} ms.")
+    rows = []
+    for run in r["runs"]:
+        acc, shed = run["accepted_latency"], run["shed_latency"]
+        shed_cell = f"{run['shed']:,}" + (f" (p50 {ms_or_s(shed['p50_ms'])}, p99 {ms_or_s(shed['p99_ms'])})" if run["shed"] else "")
+        accepted = f"{ms_or_s(acc['p50_ms'])} / {ms_or_s(acc['p99_ms'])}" if acc.get("n") else "—"
+        rows.append([f"{run['rate']:g}", f"{run['answered']:,} of {run['requests']:,}", shed_cell, f"{run['timeouts']:,}",
+                     f"{run['server_errors']:,}", accepted, yes_no(run["meets_targets"])])
+    best = r.get("highest_clean_rate")
+    tail = (f"Highest swept rate with p99 <= {t['clean_p99_ms']:.0f} ms and nothing shed: "
+            + (f"{best:g} requests/s." if best is not None else "none of the swept rates."))
+    header = ["requests/s", "answered (200)", "shed (429/503)", "timeouts", "5xx", "accepted p50 / p99", "met?"]
+    return f"{head}\n\n{table(header, rows)}\n\n{tail}"
+
+
 def render_benchmarks(results: Path) -> str:
     rows = []
     rows += generate_rows(load(results, "generate.json"))
@@ -298,7 +334,7 @@ def render_benchmarks(results: Path) -> str:
     rows += train_rows(load(results, "train.json"))
     rows += service_rows(load(results, "service.json"))
     rows += batch_rows(load(results, "batch.json"))
-    return table(["benchmark", "result", "target", "met?"], rows)
+    return table(["benchmark", "result", "target", "met?"], rows) + "\n\n" + overload_table(load(results, "service_overload.json"))
 
 
 # ---- README rewriting ----------------------------------------------------------------------------

@@ -264,3 +264,36 @@ def outputs_collide(flag: str, path: object, other_flag: str) -> JourneyError:
 def output_not_writable(flag: str, path: object, reason: str) -> JourneyError:
     return JourneyError(f"{flag} {path}: cannot be written: {reason}.",
                         "choose a folder you can write to (or fix its permissions) and a file name that is not a folder.")
+
+
+# ---- the Spark engine's inputs and outputs beyond local files --------------------------------------
+
+def events_not_found_spark(path: str) -> JourneyError:
+    return JourneyError(f"{path}: no file, folder or table of that name.",
+                        "check the path; with --engine spark, --events may also name a table of the Spark catalog or a URI "
+                        "Spark reads (hdfs://, s3a://).")
+
+
+def output_folder_not_ours(flag: str, path: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: is a folder that holds more than Parquet part files; replacing it would delete them.",
+                        f"give {flag} a new folder name, or remove the folder yourself.")
+
+
+def output_inside_output(flag: str, path: object, other_flag: str, other: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: is inside the {other_flag} folder {other}; writing the scores would delete it.",
+                        f"write {flag} outside {other}.")
+
+
+def single_file_not_local(flag: str, path: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: one output file is written by the driver to its own file system, not to a URI.",
+                        "drop --single-file to have the executors write a folder of Parquet part files there, or give a local path.")
+
+
+def folder_output_not_parquet(flag: str, path: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: a folder of part files is Parquet, but the name says CSV.",
+                        f"name {flag} .parquet (or without a suffix) for a folder, or ask for one CSV file (--single-file).")
+
+
+def folder_output_needs_spark(flag: str, path: object) -> JourneyError:
+    return JourneyError(f"{flag} {path}: a folder of Parquet part files is written by the Spark engine only.",
+                        "use --engine spark, or write one file.")

@@ -1,6 +1,7 @@
 """The OpenAPI document of the HTTP service: BentoML's ``/docs.json`` amended with this service's
-real error answers (400/401/413/429/503/504 with :class:`ErrorResponse`), the bearer-token scheme
-when a token is required, and schemas made valid OpenAPI 3.0."""
+real error answers (400/401/413/429/503/504 with :class:`ErrorResponse`, ``Retry-After`` where the
+service sends it), the bearer-token scheme when a token is required, and schemas made valid
+OpenAPI 3.0."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import logging
 from typing import Any, Awaitable, Callable
 
-from journey_stage.serving.schemas import METADATA_PATH, PREDICT_PATH, ErrorResponse
+from journey_stage.serving.schemas import METADATA_PATH, METRICS_PATH, PREDICT_PATH, ErrorResponse
 
 logger = logging.getLogger("bentoml.journey")
 
@@ -16,14 +17,17 @@ ERROR_ANSWERS = {
     "400": "Invalid request: field-level problems with JSON paths.",
     "401": "Missing or wrong bearer token (only when JOURNEY_API_TOKEN is set).",
     "413": "Body, customer count or event count over the limits.",
-    "429": "Too many requests in progress (JOURNEY_MAX_CONCURRENCY): retry later.",
-    "503": "The model is not loaded yet.",
+    "429": "Over capacity, not scored: more than JOURNEY_MAX_CONCURRENCY requests in progress, the worker's scoring queue "
+           "full (JOURNEY_QUEUE_LENGTH) or no turn within JOURNEY_QUEUE_WAIT_MS. Retry after Retry-After seconds.",
+    "503": "The model is not loaded yet (Retry-After says when to retry).",
     "504": "Not answered within JOURNEY_TIMEOUT_S seconds.",
 }
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}}
 # (path, method, error answers documented)
 OPERATIONS = (
     (PREDICT_PATH, "post", ("400", "401", "413", "429", "503", "504")),
     (METADATA_PATH, "get", ("401", "429", "503")),
+    (METRICS_PATH, "get", ("401",)),
 )
 
 
@@ -55,7 +59,7 @@ def _openapi_30(node: Any) -> Any:
 
 
 def patch_openapi(doc: dict, auth: bool) -> dict:
-    """Document this service's real error answers (400/401/413/503 with :class:`ErrorResponse`)
+    """Document this service's real error answers (400/401/413/429/503/504 with :class:`ErrorResponse`)
     and make the schemas valid OpenAPI 3.0."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     err_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -70,7 +74,7 @@ def patch_openapi(doc: dict, auth: bool) -> dict:
         responses = op.setdefault("responses", {})
         responses.pop("404", None)
         for code in codes:
-            responses[code] = {"description": ERROR_ANSWERS[code], "content": ref}
+            responses[code] = {"description": ERROR_ANSWERS[code], "content": ref} | ({"headers": RETRY_AFTER} if code in ("429", "503") else {})
         if auth:
             op["security"] = [{"bearerAuth": []}]
     if auth:

@@ -22,13 +22,15 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from journey_stage.core.coerce import EXPECTED_ISO, AsOfError, finite_or_none, parse_as_of
-from journey_stage.core.errors import JourneyError
+from journey_stage.core.errors import JourneyError, problem_text_too_long
+from journey_stage.core.events import MAX_TEXT_CHARS
 from journey_stage.core.runtime import RuntimeSettings
-from journey_stage.serving.schemas import ErrorResponse, Metadata, ModelInfo, RequestModels, TaxonomyInfo, request_models
+from journey_stage.serving.schemas import ErrorResponse, Metadata, ModelInfo, PredictResponse, RequestModels, TaxonomyInfo, request_models
 
 logger = logging.getLogger("bentoml.journey")
 
 MAX_PROBLEMS_SHOWN = 100
+MAX_MESSAGE_CHARS = 200  # an error text quotes at most this much of what the client sent
 LIMIT_ERROR_TYPES = frozenset({"too_long"})
 INPUT_HINT = "fix the listed fields; GET /metadata lists the accepted event types of the model's taxonomy."
 
@@ -44,13 +46,18 @@ class RequestProblems(Exception):
         self.total = len(problems) if total is None else total
 
     def body(self) -> dict:
-        return ErrorResponse(
-            error=self.error, hint=self.hint, problems=self.problems[:MAX_PROBLEMS_SHOWN], total_problems=self.total
-        ).model_dump(mode="json")
+        shown = [p | {"message": clip(p["message"])} for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        return ErrorResponse(error=clip(self.error), hint=self.hint, problems=shown, total_problems=self.total).model_dump(mode="json")
 
 
 def error_body(error: str, hint: str | None = None) -> dict:
     return ErrorResponse(error=error, hint=hint).model_dump(mode="json")
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (messages quote the offending value: a 4 MB value is
+    not sent back)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
 def json_path(loc: tuple | list) -> str:
@@ -72,13 +79,17 @@ def _shown(value: Any) -> str:
 def problems_from_validation(exc: ValidationError) -> list[dict]:
     problems = []
     for err in exc.errors(include_url=False):
-        msg = err.get("msg", "invalid value")
+        msg, code = err.get("msg", "invalid value"), err.get("type", "invalid")
         inp = err.get("input")
-        if err.get("type") not in ("missing", "extra_forbidden", "json_invalid", "too_long") and (
+        if code == "string_too_long":  # the event validator's rule, code and message (core.events.MAX_TEXT_CHARS)
+            code, msg = "text_too_long", problem_text_too_long("", None, None, MAX_TEXT_CHARS, len(inp)).message.split(": ", 1)[1]
+        elif code == "float_type":
+            msg = f"expected a JSON number or null, got {_shown(inp)}"
+        elif code not in ("missing", "extra_forbidden", "json_invalid", "too_long") and (
             inp is None or isinstance(inp, (str, int, float, bool))
         ):
             msg = f"{msg}, got {_shown(inp)}"
-        problems.append({"path": json_path(err.get("loc", ())), "message": msg, "code": err.get("type", "invalid")})
+        problems.append({"path": json_path(err.get("loc", ())), "message": msg, "code": code})
     return problems
 
 
@@ -132,6 +143,8 @@ class Scorer:
         t0 = time.time()
         try:
             predictor = load_predictor(uri, runtime=self.settings)
+            if self.settings.model_alias:  # the alias `journey serve` (or the service's start) pinned to this version
+                predictor.info["alias"] = self.settings.model_alias
             playbook = load_playbook()
             self._warm_up(predictor, playbook)
         except JourneyError as exc:
@@ -165,6 +178,10 @@ class Scorer:
         """:func:`score_request` with the loaded model; :class:`RequestProblems` when invalid."""
         return score_request(self.predictor, customers, as_of, self.playbook)
 
+    def answer(self, customers: Sequence[Any], as_of: str | None) -> bytes:
+        """The JSON body of a 200 answer (:class:`PredictResponse`), built off the event loop."""
+        return PredictResponse.model_validate({"predictions": self.predict(customers, as_of)}).model_dump_json().encode()
+
     def metadata(self) -> Metadata:
         return metadata_of(self.predictor, self.settings)
 
@@ -196,7 +213,7 @@ def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, p
     warnings: list[list[dict]] = [[] for _ in customers]
     records, eligible = _score_customers(predictor, customers, ids, t, warnings, playbook)
     as_of_iso = _iso(t)
-    model = {"name": str(predictor.info.get("name", "")), "version": str(predictor.info.get("version", ""))}
+    model = {"name": str(predictor.info.get("name", "")), "version": str(predictor.info.get("version", "")), "alias": predictor.info.get("alias")}
     out = []
     for i, cid in enumerate(ids):
         rec = records.get(cid)
@@ -210,6 +227,7 @@ def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, p
                 "message": f"no event in the {days:g} days before as_of: batch scoring skips such customers and the model saw none in training",
                 "count": None,
             })
+        rec["model"] = rec.get("model", {}) | model  # what the scoring core says of the model, and the alias
         rec["warnings"] = warnings[i]
         out.append(rec)
     return out
@@ -222,7 +240,8 @@ def _unique_ids(customers: Sequence[Any]) -> list[str]:
     dup = []
     for i, cid in enumerate(ids):
         if cid in first_at:
-            dup.append({"path": f"customers[{i}].customer_id", "message": f"duplicate customer_id {cid!r} (also at customers[{first_at[cid]}])", "code": "duplicate_customer"})
+            dup.append({"path": f"customers[{i}].customer_id", "message": f"duplicate customer_id {_shown(cid)} (also at customers[{first_at[cid]}])",
+                        "code": "duplicate_customer"})
         else:
             first_at[cid] = i
     if dup:
@@ -283,27 +302,29 @@ def _unscored_record(cid: str, as_of_iso: str, model: dict) -> dict:
 
 
 def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row: list[int], taxonomy: Any) -> pd.DataFrame:
-    """The general validation path (the one batch files take); its problems become field-level 400s."""
-    from journey_stage.core.errors import InputError, where
-    from journey_stage.core.events import canonical_events
+    """The general validation path (the one batch files take); its problems become field-level 400s
+    (the first :data:`MAX_PROBLEMS_SHOWN` listed, every one counted)."""
+    from journey_stage.core.errors import where
+    from journey_stage.core.events import validate_events
 
     columns = ("customer_id", "timestamp", "event_type", "channel", "value", "campaign")
     raw = pd.DataFrame({
         k: np.array([r[i] for r in records], dtype=np.float64 if k == "value" else object) for i, k in enumerate(columns)
     })
     try:
-        return canonical_events(raw, "request", taxonomy).events
-    except InputError as exc:
-        problems = []
-        for p in exc.problems:
-            i, j = cust_of_row[p.row - 1], event_of_row[p.row - 1]
-            path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
-            prefix = f"{where('request', p.row, p.column)}: "
-            msg = p.message[len(prefix):] if p.message.startswith(prefix) else p.message
-            problems.append({"path": path, "message": msg, "code": p.code})
-        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, INPUT_HINT) from None
+        result = validate_events(raw, "request", taxonomy)
     except JourneyError as exc:
         raise RequestProblems(400, f"invalid request: {exc.message}", [], exc.hint) from None
+    if not result.n_problems:
+        return result.events
+    problems = []
+    for p in result.problems[:MAX_PROBLEMS_SHOWN]:
+        i, j = cust_of_row[p.row - 1], event_of_row[p.row - 1]
+        path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
+        prefix = f"{where('request', p.row, p.column)}: "
+        msg = p.message[len(prefix):] if p.message.startswith(prefix) else p.message
+        problems.append({"path": path, "message": msg, "code": p.code})
+    raise RequestProblems(400, f"invalid request: {result.n_problems} problem(s)", problems, INPUT_HINT, total=result.n_problems)
 
 
 def _iso(t: pd.Timestamp) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
+from journey_stage.core.events import MAX_TEXT_CHARS
 from journey_stage.core.runtime import RuntimeSettings
 
 # ---- routes --------------------------------------------------------------------------------------
@@ -22,6 +23,8 @@ from journey_stage.core.runtime import RuntimeSettings
 PREDICT_PATH = "/predict"
 METADATA_PATH = "/metadata"
 DOCS_PATH = "/docs.json"
+METRICS_PATH = "/metrics"
+PROBE_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
 PREDICT_STATE_KEY = "journey.predict_request"  # ASGI scope state: the body the middleware validated
 
 # ---- request ---------------------------------------------------------------------------------
@@ -45,18 +48,21 @@ class EventIn(BaseModel):
     )
     event_type: str = Field(
         ...,
+        max_length=MAX_TEXT_CHARS,
         description="The touchpoint kind; must be an event type of the model's taxonomy (see GET /metadata).",
         examples=["product_view", "add_to_cart", "purchase"],
     )
     channel: Optional[str] = Field(
         None,
+        max_length=MAX_TEXT_CHARS,
         description="facebook, instagram, tiktok, youtube, influencer, email, search, display, referral, direct, store, support, ...",
         examples=["instagram"],
     )
-    value: Optional[float] = Field(
-        None, ge=0, allow_inf_nan=False, description="Money attached to the event (purchases), >= 0.", examples=[49.9]
+    value: Optional[float] = Field(  # strict: a JSON number (or null), never true or "12.5"
+        None, ge=0, allow_inf_nan=False, strict=True, description="Money attached to the event (purchases): a JSON number >= 0, or null.",
+        examples=[49.9],
     )
-    campaign: Optional[str] = Field(None, description="Campaign or content id.", examples=["spring-sale"])
+    campaign: Optional[str] = Field(None, max_length=MAX_TEXT_CHARS, description="Campaign or content id.", examples=["spring-sale"])
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
         customer_id: str = Field(
             ...,
             min_length=1,
+            max_length=MAX_TEXT_CHARS,
             pattern=r"\S",
             description="Stable customer key (a string, never parsed as a number); unique within a request.",
             examples=["c1"],
@@ -146,8 +153,14 @@ class Reason(BaseModel):
 
 
 class ModelRef(BaseModel):
+    model_config = ConfigDict(extra="allow")  # further fields the scoring core reports of the model pass through
+
     name: str = Field(..., examples=["journey-stage"])
-    version: str = Field(..., examples=["3"])
+    version: str = Field(..., description="The registered version that answered: the same for every worker until a restart.", examples=["3"])
+    alias: Optional[str] = Field(
+        None, description="The registry alias the version was resolved from at start-up (e.g. champion); null when a version was named.",
+        examples=["champion"],
+    )
 
 
 class PredictionWarning(BaseModel):
@@ -208,9 +221,9 @@ class ErrorResponse(BaseModel):
 
 class ModelInfo(BaseModel):
     name: str
-    version: str
-    alias: Optional[str] = Field(None, description="Registry alias the service loaded (e.g. champion).")
-    uri: str = Field(..., description="The MLflow model URI the service loaded.")
+    version: str = Field(..., description="The registered version every worker serves (fixed at start-up).")
+    alias: Optional[str] = Field(None, description="The registry alias the version was resolved from at start-up (e.g. champion).")
+    uri: str = Field(..., description="The MLflow model URI the service loaded (an alias is pinned to its version: models:/name/3).")
 
 
 class TaxonomyInfo(BaseModel):

@@ -1,52 +1,63 @@
 """The HTTP prediction service (SPEC section 8), a BentoML 1.4 service: the entry module of
 ``bentoml serve journey_stage.serving.service:JourneyService`` (what ``journey serve`` runs).
 
-Importing this module starts the service: it reads the environment once, into one
+Importing this module builds the service: it reads the environment once, into one
 :class:`~journey_stage.core.runtime.RuntimeSettings` (:data:`SETTINGS`; a bad value stops the start
 with a :class:`~journey_stage.core.errors.ConfigError` naming the variable), and builds the service
 class for it (:func:`build_service`). The rest lives in plain modules that receive the settings:
 :mod:`journey_stage.serving.requests` (validation, scoring, metadata, the loaded model),
-:mod:`journey_stage.serving.middleware` (auth, body limit, errors as JSON),
-:mod:`journey_stage.serving.openapi` (the amended OpenAPI document) and
+:mod:`journey_stage.serving.middleware` (known paths, auth, admission control, body limit, errors
+as JSON), :mod:`journey_stage.serving.openapi` (the amended OpenAPI document) and
 :mod:`journey_stage.serving.schemas` (the request and response models).
 
 Endpoints
 - ``POST /predict``: ``{"customers": [{"customer_id", "events": [...]}], "as_of"?}`` ->
   ``{"predictions": [...]}``, one prediction per customer in request order (see
-  :class:`journey_stage.serving.schemas.Prediction` and docs/http_api.md).
-- ``GET /metadata``: the loaded model (name, version, alias), taxonomy, training data
+  :class:`journey_stage.serving.schemas.Prediction` and docs/http_api.md); each names the model
+  version that answered and the alias it was resolved from.
+- ``GET /metadata``: the loaded model (name, version, alias, pinned URI), taxonomy, training data
   fingerprint, test metrics, limits.
 - BentoML's probes ``/livez`` (``/healthz``) and ``/readyz`` (503 until the model is loaded),
-  ``/metrics``, and the OpenAPI document at ``/docs.json`` (UI at ``/``).
+  ``/metrics`` (Prometheus), and the OpenAPI document at ``/docs.json`` (UI at ``/``). Any other
+  path is a JSON 404 that never reaches BentoML's metrics (no series per unknown path).
 
 Environment (fields of :class:`~journey_stage.core.runtime.RuntimeSettings`)
-- ``JOURNEY_MODEL_URI``: MLflow model URI (default ``models:/journey-stage@champion``), loaded
-  once at start-up; ``MLFLOW_TRACKING_URI`` / ``JOURNEY_HOME`` say where the registry is.
-- ``JOURNEY_API_TOKEN``: when set, ``/predict`` and ``/metadata`` need
+- ``JOURNEY_MODEL_URI``: MLflow model URI (default ``models:/journey-stage@champion``);
+  ``MLFLOW_TRACKING_URI`` / ``JOURNEY_HOME`` say where the registry is. One version for every
+  worker: an alias (``@champion``) is resolved once, before the workers start (``journey serve``
+  does it; started directly with ``bentoml serve``, the service's ``on_deployment`` hook does it
+  in BentoML's parent process and exports ``JOURNEY_MODEL_URI=models:/name/<version>`` and
+  ``JOURNEY_MODEL_ALIAS=<alias>`` to the environment every worker, restarted ones included,
+  inherits). A later promotion changes nothing until the service is restarted: reloading a new
+  champion is that explicit restart.
+- ``JOURNEY_API_TOKEN``: when set, ``/predict``, ``/metadata`` and ``/metrics`` need
   ``Authorization: Bearer <token>`` (401 otherwise); probes and docs stay open.
 - ``JOURNEY_MAX_CUSTOMERS`` (100), ``JOURNEY_MAX_EVENTS`` (5000 per customer),
   ``JOURNEY_MAX_BODY_BYTES`` (5 MB): exceeding one answers 413.
 - ``JOURNEY_WORKERS`` (1): server worker processes, each with its own copy of the model (about
-  0.5 GB each). Use one per core for throughput: the load benchmark (2 cores, 100 requests/s)
-  runs 2.
-- ``JOURNEY_MAX_CONCURRENCY`` (16): requests in progress at once (service-wide); beyond, 429
-  at once instead of an ever longer queue. ``JOURNEY_TIMEOUT_S`` (60): unanswered after that,
-  504. Each worker scores one request at a time, on its event loop (a request takes a few
-  milliseconds of CPU; handing it to a thread cost more in GIL hand-offs than it gained); a
-  request whose client has disconnected while waiting is not scored. After loading, the
-  long-lived objects are frozen out of the garbage collector (``gc.freeze``): without it, full
-  collections over the model and libraries put 200-300 ms pauses into the p99 latency.
+  0.5 GB each). Use one per core for throughput.
+- Overload is shed, not queued without end: ``JOURNEY_MAX_CONCURRENCY`` (16, service-wide, i.e.
+  ``ceil(16 / workers)`` per worker) requests in progress, beyond that 429 at once; each worker
+  validates and scores one ``/predict`` at a time on its scoring thread (never on the event loop:
+  probes answer while it scores), with at most ``JOURNEY_QUEUE_LENGTH`` (8) waiting, each at most
+  ``JOURNEY_QUEUE_WAIT_MS`` (50 ms); a request finding the queue full or too slow to reach it in
+  time gets 429 with ``Retry-After`` at once, one waiting longer gets it then; neither is scored,
+  nor is one whose client left while it waited.
+  ``JOURNEY_TIMEOUT_S`` (60): unanswered after that, 504. After loading, the long-lived objects
+  are frozen out of the garbage collector (``gc.freeze``): without it, full collections over the
+  model and libraries put 200-300 ms pauses into the p99 latency.
 """
 
-import asyncio
+import os
 from typing import Any, Optional
 
 import bentoml
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from journey_stage.core.runtime import RuntimeSettings
-from journey_stage.serving.middleware import JourneyMiddleware
+from journey_stage.core.errors import JourneyError
+from journey_stage.core.runtime import ENV_NAMES, RuntimeSettings
+from journey_stage.serving.middleware import JourneyMiddleware, KnownPaths, ScoringQueue
 from journey_stage.serving.requests import RequestProblems, Scorer, error_body
 from journey_stage.serving.schemas import METADATA_PATH, PREDICT_PATH, ErrorResponse, Metadata, PredictResponse, request_models
 
@@ -65,15 +76,47 @@ def _not_ready(scorer: Scorer, ctx: Any = None) -> JSONResponse:
     return _answer(ctx, 503, error_body(NOT_READY, hint), {"Retry-After": "5"})
 
 
+def pin_model(settings: RuntimeSettings) -> None:
+    """Resolve an alias model URI (``models:/name@alias``) to one version, once, and export it to
+    the environment the workers inherit (``JOURNEY_MODEL_URI``, ``JOURNEY_MODEL_ALIAS``): BentoML
+    runs this in its parent process before it spawns (and respawns) workers, so every worker, a
+    restarted one included, serves that version. A version or run URI is left as it is. An alias
+    the registry cannot resolve stops the start with one line."""
+    uri = settings.model_uri
+    if not (uri.startswith("models:/") and "@" in uri):
+        return
+    from journey_stage.model.registry import pin
+
+    try:
+        pinned, alias = pin(uri, settings)
+    except JourneyError as exc:
+        raise SystemExit(f"journey service: {exc}") from None
+    os.environ[ENV_NAMES["model_uri"]] = pinned
+    if alias:
+        os.environ[ENV_NAMES["model_alias"]] = alias
+
+
+class GuardedService(bentoml.Service):
+    """BentoML's service whose ASGI application answers unknown paths itself (:class:`KnownPaths`,
+    outside BentoML's metrics middleware)."""
+
+    __slots__ = ()
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        return KnownPaths(super().to_asgi(is_main))
+
+
 def build_service(settings: RuntimeSettings) -> Any:
-    """The BentoML service class for ``settings``: workers, traffic limits, request models (limits
-    as ``maxItems``), middleware (token, body limit) and model URI all come from it."""
+    """The BentoML service class for ``settings``: workers, timeout, request models (limits as
+    ``maxItems``), middleware (token, load limits, body limit) and model URI all come from it."""
     models = request_models(settings)
     CustomerIn, PredictRequest = models.customer, models.request  # noqa: N806 - classes
     meta_app = FastAPI(title="journey metadata", docs_url=None, redoc_url=None, openapi_url=None)
-    traffic = {"timeout": settings.timeout_s, "max_concurrency": settings.max_concurrency}
+    queue = ScoringQueue(settings.queue_length, settings.queue_wait_ms)  # the worker's scoring thread
+    # JOURNEY_MAX_CONCURRENCY is enforced by JourneyMiddleware (429 with Retry-After), not by BentoML.
+    traffic = {"timeout": settings.timeout_s}
 
-    @bentoml.service(name="journey_service", workers=settings.workers, traffic=traffic)
+    @bentoml.service(name="journey_service", workers=settings.workers, traffic=traffic, service_class=GuardedService)
     @bentoml.asgi_app(meta_app, path="/")
     class JourneyService:
         """Customer journey stage prediction: stage, churn, advocacy and conversion likelihoods, top
@@ -81,8 +124,11 @@ def build_service(settings: RuntimeSettings) -> Any:
 
         def __init__(self) -> None:
             self.scorer = Scorer(settings)
-            self._slot: Optional[asyncio.Semaphore] = None
             self.scorer.start()
+
+        @bentoml.on_deployment
+        def resolve_model_alias() -> None:  # once, in BentoML's parent process, before any worker starts
+            pin_model(settings)
 
         def __is_ready__(self) -> bool:
             return self.scorer.ready
@@ -92,16 +138,11 @@ def build_service(settings: RuntimeSettings) -> Any:
             """Stage probabilities, churn/advocacy/conversion likelihoods, top reasons and next best action per customer, in request order, as of `as_of` (default: now, UTC). Events after `as_of` are ignored and counted in the customer's `warnings`."""
             if not self.scorer.ready:
                 return _not_ready(self.scorer, ctx)
-            if self._slot is None:
-                self._slot = asyncio.Semaphore(1)
-            async with self._slot:  # one scoring at a time per worker (CPU-bound); others wait here
-                if await ctx.request.is_disconnected():  # the client gave up while waiting: do not score
-                    return _answer(ctx, 499, error_body("client closed the request"))
-                try:
-                    records = self.scorer.predict(customers, as_of)
-                except RequestProblems as exc:
-                    return _answer(ctx, exc.status, exc.body())
-            return PredictResponse.model_validate({"predictions": records})
+            try:  # on the worker's scoring thread, whose turn this request holds (JourneyMiddleware)
+                body = await queue.run(self.scorer.answer, customers, as_of)
+            except RequestProblems as exc:
+                return _answer(ctx, exc.status, exc.body())
+            return Response(body, media_type="application/json")
 
         @meta_app.get(
             METADATA_PATH,
@@ -114,7 +155,7 @@ def build_service(settings: RuntimeSettings) -> Any:
                 return _not_ready(self.scorer)
             return self.scorer.metadata()
 
-    JourneyService.add_asgi_middleware(JourneyMiddleware, settings=settings, models=models)
+    JourneyService.add_asgi_middleware(JourneyMiddleware, settings=settings, models=models, queue=queue)
     return JourneyService
 
 

@@ -24,6 +24,7 @@ from processes import descendants, free_port, stop_process_group  # noqa: F401 -
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_URI = "models:/journey-stage@champion"
+SERVICE_ENTRY = "journey_stage.serving.service:JourneyService"
 AS_OF = "2025-12-01T00:00:00+00:00"  # inside the synthetic year: histories before and after it
 
 
@@ -134,8 +135,11 @@ class RunningService:
 
 @contextlib.contextmanager
 def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | None = None,
-                wait_ready: bool = True, timeout: float = 420, model_uri: str | None = None) -> Iterator[RunningService]:
-    """Start `journey serve` (a real `bentoml serve`) on a free loopback port; stop it afterwards."""
+                wait_ready: bool = True, timeout: float = 420, model_uri: str | None = None,
+                entry: str = "journey") -> Iterator[RunningService]:
+    """Start `journey serve` (a real `bentoml serve`) on a free loopback port; stop it afterwards.
+    ``entry="bentoml"``: `bentoml serve journey_stage.serving.service:JourneyService` itself, the
+    model URI in ``JOURNEY_MODEL_URI`` (nothing resolved by the CLI first)."""
     import httpx
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -143,10 +147,12 @@ def run_service(model: ServiceModel, workdir: Path, extra_env: dict[str, str] | 
     env = model.env() | {"BENTOML_HOME": str(workdir / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"} | (extra_env or {})
     log_path = workdir / f"serve-{port}.log"
     log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "journey_stage.cli", "serve", "--model", model_uri or model.model_uri, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    if entry == "bentoml":
+        env["JOURNEY_MODEL_URI"] = model_uri or model.model_uri
+        cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_ENTRY, "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "journey_stage.cli", "serve", "--model", model_uri or model.model_uri, "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     svc = RunningService(f"http://127.0.0.1:{port}", proc, log_path)
     try:
         deadline = time.time() + timeout
@@ -182,6 +188,97 @@ def load_failure(url: str, token: str | None = None) -> str | None:
         if hint and not hint.startswith("retry when"):
             return hint
     return None
+
+
+def worker_pids(proc: subprocess.Popen) -> list[int]:
+    """The service worker processes below a running `bentoml serve` / `journey serve`."""
+    out = []
+    for pid in descendants(proc.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"_bentoml_impl.worker.service" in fh.read():
+                    out.append(pid)
+        except OSError:
+            pass
+    return sorted(out)
+
+
+# ---- request bodies and server-side counts ---------------------------------------------------
+
+def history_body(model: ServiceModel, n_events: int = 200, customer_id: str = "load-1") -> bytes:
+    """A ``/predict`` body: one customer with ``n_events`` events (the longest synthetic history,
+    topped up with other customers' events), as of :data:`AS_OF` (the benchmark's request shape)."""
+    import pandas as pd
+
+    events = pd.read_parquet(model.events_path)
+    longest = events["customer_id"].value_counts().index[0]
+    rows = pd.concat([events[events["customer_id"] == longest], events.sample(n_events, random_state=0)]).head(n_events)
+    evs = [{"timestamp": ts.isoformat(), "event_type": et} for ts, et in zip(rows["timestamp"], rows["event_type"])]
+    return json.dumps({"customers": [{"customer_id": customer_id, "events": evs}], "as_of": AS_OF}).encode()
+
+
+def bad_timestamps_body(customers: int = 12, events: int = 5000, unknown_types: bool = False) -> bytes:
+    """A heavy invalid ``/predict`` body (3.4 MB by default): every timestamp is bad, so every
+    event is one problem (60,000 by default) found by the general validation path.
+    ``unknown_types``: every event type unknown too, two problems per event (20 customers: 4.7 MB,
+    200,000 problems, seconds of validation)."""
+    def event(j: int) -> dict:
+        return {"timestamp": f"b{j}", "event_type": f"t{j}"} if unknown_types else {"timestamp": f"bad-{j}", "event_type": "product_view"}
+
+    body = {"customers": [{"customer_id": f"c{i}", "events": [event(j) for j in range(events)]} for i in range(customers)]}
+    return json.dumps(body).encode()
+
+
+def predict_status_counts(url: str, token: str | None = None) -> dict[int, int]:
+    """How many ``POST /predict`` answers the service has sent, by status code (its ``/metrics``,
+    summed over workers): ``{200: scored, 429: shed, ...}``."""
+    import re
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    text = httpx.get(url + "/metrics", headers=headers, timeout=60).text
+    counts: dict[int, int] = {}
+    for labels, value in re.findall(r'^\w*request_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
+        if 'endpoint="/predict"' in labels:
+            code = int(re.search(r'http_response_code="(\d+)"', labels).group(1))
+            counts[code] = counts.get(code, 0) + int(float(value))
+    return counts
+
+
+# ---- a private copy of the store, for tests that move the champion alias -----------------------
+
+_PROMOTE = """
+import sys
+from mlflow.tracking import MlflowClient
+db, name, alias = sys.argv[1:4]
+client = MlflowClient(tracking_uri=db, registry_uri=db)
+current = client.get_model_version_by_alias(name, alias)
+new = client.create_model_version(name, source=current.source, run_id=current.run_id)
+client.set_registered_model_alias(name, alias, new.version)
+print(new.version)
+"""
+
+
+def private_store(model: ServiceModel, home: Path) -> ServiceModel:
+    """A copy of ``model``'s registry (the SQLite store; the artifacts it names stay where they are,
+    read only) that a test may change without touching the session's shared store."""
+    import shutil
+
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model.home / "mlflow.db", home / "mlflow.db")
+    return ServiceModel(home=home, events_path=model.events_path, model_uri=model.model_uri)
+
+
+def promote_new_version(model: ServiceModel, name: str = "journey-stage", alias: str = "champion") -> str:
+    """Register the champion's artifacts again as a new version of ``name`` and move ``alias`` to it
+    (what promoting a retrained model does to the registry); the new version number."""
+    env = model.env() | {"MLFLOW_TRACKING_URI": model.tracking_uri}  # MLflow looks the logged model up there
+    proc = subprocess.run([sys.executable, "-c", _PROMOTE, model.tracking_uri, name, alias], env=env,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"promoting a new version failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":  # the session fixture runs this in a subprocess
