@@ -245,14 +245,15 @@ def promote(
 
 @app.command()
 def score(
-    events: Path = typer.Option(..., "--events", help="Events file or folder."),
-    out_path: Path = typer.Option(..., "--out", help="Output .parquet or .csv (written atomically)."),
+    events: str = typer.Option(..., "--events", help="Events file or folder (--engine spark: also a table name, a glob or a URI Spark reads)."),
+    out_path: str = typer.Option(..., "--out", help="Output .parquet or .csv, written atomically (--engine spark: a folder of Parquet part files, a local path or a URI, unless --single-file or .csv)."),
     model: str = typer.Option(DEFAULT_MODEL_URI, "--model", help="MLflow model URI."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Score as of this time (default: the latest event)."),
     engine: str = typer.Option("local", "--engine", help="local or spark."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Divert invalid rows here instead of failing."),
     reasons: bool = typer.Option(False, "--reasons", help="Add per-customer top reasons (slower)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master URL for --engine spark."),
+    single_file: bool = typer.Option(False, "--single-file", help="--engine spark: one file collected and written by the driver instead of a folder of part files."),
     partitions: int = typer.Option(16, "--partitions", help="Customer partitions, at least (more for big inputs; bounds memory)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local engine processes (default: one per core for inputs of 2M+ rows)."),
 ) -> None:
@@ -262,11 +263,14 @@ def score(
 
         if engine not in ("local", "spark"):
             raise JourneyError(f"--engine {engine!r}: expected local or spark.", "use --engine local or --engine spark.")
+        # Spark writes a folder of Parquet part files, unless asked for one file; CSV is always one file (the local engine's text)
+        folder = engine == "spark" and not single_file and not out_path.lower().endswith((".csv", ".csv.gz"))
         counts = score_file(events, out_path, model_uri=model, as_of=as_of, engine=engine, rejects=rejects, reasons=reasons,
-                            spark_master=spark_master, partitions=partitions, progress=progress_bar, workers=workers)
+                            spark_master=spark_master, partitions=partitions, progress=progress_bar, workers=workers, folder=folder)
+        target = f"{out_path} (folder of Parquet part files)" if folder else out_path
         out.print(
             f"scored {counts['scored']:,} customers, {counts['ineligible']:,} skipped as ineligible, "
-            f"{counts['rejected']:,} rows rejected -> {out_path}"
+            f"{counts['rejected']:,} rows rejected -> {target}"
         )
         extra = f"as of {counts['as_of']}; {counts['duplicates']:,} exact duplicate event(s) removed; {counts['seconds']:.1f}s"
         if rejects is not None:
@@ -324,16 +328,21 @@ def demo(
         settings = build_settings(tax.settings, {"bootstrap_rounds": 100})
         logged = run_training(events_path, tax, settings, workdir / "report")
         d = tracking.promote(settings.model_name)
+        # the champion, or the new version when the gate refused it and there is no champion yet
+        served = f"models:/{settings.model_name}@champion" if d["promoted"] or d.get("champion") else logged["model_uri"]
         scores_path = workdir / "scores.parquet"
-        counts = score_file(events_path, scores_path, model_uri=f"models:/{settings.model_name}@champion", progress=progress_bar)
+        counts = score_file(events_path, scores_path, model_uri=served, progress=progress_bar)
         out.print(summary_table(logged["outcome"].report))
         out.print(f"promotion: v{d['challenger']} {'promoted to champion' if d['promoted'] else 'not promoted'} ({d['reason']})")
+        if served != f"models:/{settings.model_name}@champion":
+            out.print(f"no champion: the scores and the service below use the new version as it is ({served})", highlight=False)
         out.print(f"report:       {workdir / 'report' / 'report.html'}  (and report.json)")
         out.print(f"scores:       {scores_path}  ({counts['scored']:,} customers)")
         store = registry.configure(rt)
         out.print(f"MLflow store: {store}")
         out.print(f"MLflow UI:    mlflow ui --backend-store-uri {store}")
-        out.print(f"HTTP service: JOURNEY_HOME={rt.home} journey serve --port 3000")
+        model_flag = "" if served.endswith("@champion") else f" --model {served}"
+        out.print(f"HTTP service: JOURNEY_HOME={rt.home} journey serve --port 3000{model_flag}")
         out.print(f"done in {time.time() - t0:.0f}s")
 
 

@@ -213,7 +213,7 @@ def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, p
     warnings: list[list[dict]] = [[] for _ in customers]
     records, eligible = _score_customers(predictor, customers, ids, t, warnings, playbook)
     as_of_iso = _iso(t)
-    model = {"name": str(predictor.info.get("name", "")), "version": str(predictor.info.get("version", "")), "alias": predictor.info.get("alias")}
+    model = predictor.identity() | {"alias": predictor.info.get("alias")}
     out = []
     for i, cid in enumerate(ids):
         rec = records.get(cid)
@@ -342,7 +342,7 @@ def metadata_of(predictor: Any, settings: RuntimeSettings) -> Metadata:
     tasks = {t: "trained" for t in predictor.models} | {t: f"skipped: {why}" for t, why in predictor.skipped.items()}
     return Metadata(
         model=ModelInfo(
-            name=str(info.get("name", "")), version=str(info.get("version", "")), alias=info.get("alias"),
+            name=str(info.get("name", "")), version=str(info.get("version", "")), alias=info.get("alias"), served=predictor.served,
             uri=str(info.get("uri", settings.model_uri)),
         ),
         taxonomy=TaxonomyInfo(

@@ -161,6 +161,10 @@ class ModelRef(BaseModel):
         None, description="The registry alias the version was resolved from at start-up (e.g. champion); null when a version was named.",
         examples=["champion"],
     )
+    served: dict[str, str] = Field(
+        default_factory=dict, description="task -> 'model', or 'baseline:<rule>' when the task's model did not beat its best rule on validation and the rule answers.",
+        examples=[{"stage": "model", "churn": "baseline:recency", "advocacy": "model", "conversion": "model"}],
+    )
 
 
 class PredictionWarning(BaseModel):
@@ -223,6 +227,10 @@ class ModelInfo(BaseModel):
     name: str
     version: str = Field(..., description="The registered version every worker serves (fixed at start-up).")
     alias: Optional[str] = Field(None, description="The registry alias the version was resolved from at start-up (e.g. champion).")
+    served: dict[str, str] = Field(
+        default_factory=dict, description="task -> 'model', or 'baseline:<rule>' when the task's model did not beat its best rule on validation and the rule answers.",
+        examples=[{"stage": "model", "churn": "baseline:recency", "advocacy": "model", "conversion": "model"}],
+    )
     uri: str = Field(..., description="The MLflow model URI the service loaded (an alias is pinned to its version: models:/name/3).")
 
 

@@ -3,8 +3,7 @@ says so over HTTP (issue 14). A real `journey serve` answers for it.
 
 - ``test_http_answers_with_the_served_rules``: the answers are the rules' (needs nothing more).
 - ``test_http_names_what_answered``: ``/metadata`` and every answer's ``model`` field carry
-  ``served`` (``JourneyPredictor.identity()``); marked strict-xfail until the service returns it,
-  so it fails (XPASS) once the wiring lands and the marker must go.
+  ``served`` (``JourneyPredictor.identity()``).
 """
 
 from __future__ import annotations
@@ -87,7 +86,6 @@ def test_http_answers_with_the_served_rules(weak_model, service):
         assert {it["feature"] for it in p["reasons"].get("conversion", [])} == {"days_since_last_event"}
 
 
-@pytest.mark.xfail(strict=True, reason="the HTTP layer does not return JourneyPredictor.identity()['served'] yet (wiring by the service owner)")
 def test_http_names_what_answered(weak_model, service):
     meta = httpx.get(service.url + "/metadata", timeout=60).json()
     assert meta["model"].get("served") == SERVED

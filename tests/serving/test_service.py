@@ -143,7 +143,9 @@ def test_metadata(client, predictor):
     assert r.status_code == 200
     m = r.json()
     version = predictor.info["version"]  # the alias is pinned at start: every worker serves this version
-    assert m["model"] == {"name": "journey-stage", "version": version, "alias": "champion", "uri": f"models:/journey-stage/{version}"}
+    assert m["model"] == {"name": "journey-stage", "version": version, "alias": "champion", "uri": f"models:/journey-stage/{version}",
+                          "served": predictor.served}  # what answers each task: its model or, when that lost on validation, a rule
+    assert set(predictor.served) == {"stage", "churn", "advocacy", "conversion"}
     assert m["taxonomy"]["name"] == "five_stage"
     assert m["taxonomy"]["stages"] == predictor.taxonomy.stages
     assert m["taxonomy"]["event_types"]["purchase"] == "decision"
