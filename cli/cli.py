@@ -346,6 +346,19 @@ def demo(
         out.print(f"done in {time.time() - t0:.0f}s")
 
 
+@app.command()
+def bento(
+    model: str = typer.Option(DEFAULT_MODEL_URI, "--model", help="MLflow model URI (an alias is resolved to one version)."),
+) -> None:
+    """Build a Bento that carries the model: it serves without any registry access; its tag names the model version."""
+    with friendly():
+        from journey_stage.serving.bento import build_bento
+
+        tag = build_bento(model, runtime())
+        out.print(f"built Bento {tag}", highlight=False)
+        out.print(f"serve it with `bentoml serve {tag}`, or containerize it with `bentoml containerize {tag}` (docs/bento.md)", highlight=False)
+
+
 from journey_stage.cli_profiles import profiles_app  # noqa: E402 - the sub-command group
 
 app.add_typer(profiles_app, name="profiles")

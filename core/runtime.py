@@ -12,6 +12,7 @@ variable                       field                                default
 =============================  ===================================  =============================
 JOURNEY_MODEL_URI              ``model_uri``                        ``models:/journey-stage@champion``
 JOURNEY_MODEL_ALIAS            ``model_alias``                      set by ``journey serve``
+JOURNEY_BENTO_MODEL            ``bento_model``                      set in a Bento by ``journey bento``
 JOURNEY_HOME                   ``home``                             ``./.journey``
 MLFLOW_TRACKING_URI            ``tracking_uri``                     (embedded SQLite in home)
 MLFLOW_REGISTRY_URI            ``registry_uri``                     the tracking URI
@@ -48,6 +49,7 @@ DEFAULT_MODEL_URI = "models:/journey-stage@champion"
 ENV_NAMES: dict[str, str] = {
     "model_uri": "JOURNEY_MODEL_URI",
     "model_alias": "JOURNEY_MODEL_ALIAS",
+    "bento_model": "JOURNEY_BENTO_MODEL",
     "home": "JOURNEY_HOME",
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "registry_uri": "MLFLOW_REGISTRY_URI",
@@ -82,6 +84,7 @@ class RuntimeSettings(BaseModel):
 
     model_uri: str = Field(DEFAULT_MODEL_URI, min_length=1, description="MLflow model URI served and scored by default")
     model_alias: str | None = Field(None, description="the alias model_uri was resolved from (set by `journey serve`), reported by /metadata")
+    bento_model: str | None = Field(None, description="a model in the BentoML model store (name:version) the service serves instead of model_uri, with no registry access (set in a Bento built by `journey bento`)")
     home: Path = Field(Path(".journey"), description="folder of the embedded MLflow store (and other local state)")
     tracking_uri: str | None = Field(None, description="MLflow tracking server; none = embedded SQLite store in home")
     registry_uri: str | None = Field(None, description="MLflow registry; none = the tracking URI")

@@ -67,9 +67,11 @@ RETRAIN_HINT = "retrain it with this version: `journey train --events ...` (or `
 
 
 def load_predictor(uri: str = DEFAULT_MODEL_URI, runtime: RuntimeSettings | None = None) -> JourneyPredictor:
-    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``, or a
-    model folder) as a predictor."""
-    configure(runtime, create=not uri.startswith(("models:/", "runs:/")))
+    """A registered model (``models:/name@alias``, ``models:/name/version``, ``runs:/...``) or a
+    model folder (no registry needed: an embedded or copied model) as a predictor."""
+    in_registry = uri.startswith(("models:/", "runs:/"))
+    if in_registry or "://" in uri:
+        configure(runtime, create=not in_registry)
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
@@ -80,8 +82,12 @@ def load_predictor(uri: str = DEFAULT_MODEL_URI, runtime: RuntimeSettings | None
         raise ModelError(f"cannot load model {uri!r}: {first}", "train one with `journey train` (or `journey demo`), or pass --model URI.") from None
     predictor: JourneyPredictor = model.unwrap_python_model().predictor
     predictor.check_compatible()
-    name, version, alias = _resolve(uri)
-    predictor.info.update({"name": name, "version": version, "alias": alias, "uri": uri})
+    if uri.startswith("models:/"):
+        name, version, alias = _resolve(uri)
+        predictor.info.update({"name": name, "version": version, "alias": alias})
+    elif not predictor.info.get("name"):  # a folder without registry.json, or a run
+        predictor.info.update({"name": uri, "version": ""})
+    predictor.info["uri"] = uri
     return predictor
 
 

@@ -120,8 +120,9 @@ class Scorer:
     (:meth:`start`); until then :attr:`ready` is False and :attr:`load_error` says why when
     loading failed."""
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, model_folder: str | None = None) -> None:
         self.settings = settings
+        self.model_folder = model_folder  # an embedded model (a Bento's): loaded from disk, no registry
         self.predictor: Any = None
         self.playbook: Any = None
         self.load_error: str | None = None
@@ -139,7 +140,7 @@ class Scorer:
         from journey_stage.model.playbook import load_playbook
         from journey_stage.model.registry import load_predictor
 
-        uri = self.settings.model_uri
+        uri = self.model_folder or self.settings.model_uri
         t0 = time.time()
         try:
             predictor = load_predictor(uri, runtime=self.settings)

@@ -30,6 +30,8 @@ Environment (fields of :class:`~journey_stage.core.runtime.RuntimeSettings`)
   ``JOURNEY_MODEL_ALIAS=<alias>`` to the environment every worker, restarted ones included,
   inherits). A later promotion changes nothing until the service is restarted: reloading a new
   champion is that explicit restart.
+- ``JOURNEY_BENTO_MODEL``: set in a Bento built by ``journey bento``: the service loads that
+  model from the Bento's own model store and never contacts a registry.
 - ``JOURNEY_API_TOKEN``: when set, ``/predict``, ``/metadata`` and ``/metrics`` need
   ``Authorization: Bearer <token>`` (401 otherwise); probes and docs stay open.
 - ``JOURNEY_MAX_CUSTOMERS`` (100), ``JOURNEY_MAX_EVENTS`` (5000 per customer),
@@ -83,8 +85,8 @@ def pin_model(settings: RuntimeSettings) -> None:
     restarted one included, serves that version. A version or run URI is left as it is. An alias
     the registry cannot resolve stops the start with one line."""
     uri = settings.model_uri
-    if not (uri.startswith("models:/") and "@" in uri):
-        return
+    if settings.bento_model or not (uri.startswith("models:/") and "@" in uri):
+        return  # an embedded model or a pinned version: nothing to resolve
     from journey_stage.model.registry import pin
 
     try:
@@ -122,8 +124,12 @@ def build_service(settings: RuntimeSettings) -> Any:
         """Customer journey stage prediction: stage, churn, advocacy and conversion likelihoods, top
         reasons and the next best action for each customer's recent touchpoints."""
 
+        if settings.bento_model:  # the model travels in the Bento (journey bento); bentoml build packs it
+            embedded = bentoml.models.BentoModel(settings.bento_model)
+
         def __init__(self) -> None:
-            self.scorer = Scorer(settings)
+            folder = str(self.embedded.path) if settings.bento_model else None
+            self.scorer = Scorer(settings, model_folder=folder)
             self.scorer.start()
 
         @bentoml.on_deployment
@@ -159,5 +165,12 @@ def build_service(settings: RuntimeSettings) -> Any:
     return JourneyService
 
 
-SETTINGS = RuntimeSettings.from_env()  # the one read of the environment: this import starts the service
+def bento_settings(settings: RuntimeSettings) -> RuntimeSettings:
+    """The settings with the model a Bento carries: ``journey bento`` builds with the argument
+    ``bento_model`` (BentoML keeps build arguments in the Bento and hands them back when it serves)."""
+    embedded = getattr(bentoml.use_arguments(), "bento_model", None)
+    return settings.model_copy(update={"bento_model": embedded}) if embedded and not settings.bento_model else settings
+
+
+SETTINGS = bento_settings(RuntimeSettings.from_env())  # the one read of the environment: this import starts the service
 JourneyService = build_service(SETTINGS)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from journey_stage.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "generate", "convert", "validate", "check", "train", "evaluate", "promote", "score", "serve"]
+COMMANDS = ["demo", "generate", "convert", "validate", "check", "train", "evaluate", "promote", "score", "serve", "bento", "profiles"]
 
 
 def test_top_level_help_lists_every_command():
