@@ -114,11 +114,15 @@ def score_file(
     predictor=None,
     batch_rows: int = BATCH_ROWS,
     workers: int | None = None,
+    folder: bool = False,
 ) -> dict:
     """Score every eligible customer of an events file or folder into one Parquet or CSV file.
 
     ``as_of``: ISO 8601 text or timestamp; default the latest valid event timestamp of the whole
     input. ``workers``: processes for big inputs (default one per core; 1 = no worker processes).
+    With ``engine="spark"``: ``events_path`` may also be a URI or a glob Spark reads, or the name
+    of a table of the session's catalog; ``folder=True`` has the executors write ``out_path`` as a
+    folder of Parquet part files (a local path or a URI) instead of one file written by the driver.
 
     Returns counts: ``scored`` (rows written), ``ineligible`` (customers with valid events that
     were not scored: no event in the eligibility window before ``as_of``, or only events after
@@ -128,15 +132,13 @@ def score_file(
     ``engine``, ``workers`` and ``seconds``.
     """
     t0 = time.perf_counter()
-    out_path = Path(out_path)
     rejects = Path(rejects) if rejects is not None else None
     if engine not in ("local", "spark"):
         raise JourneyError(f"--engine {engine!r}: expected local or spark.", "use --engine local or --engine spark.")
-    output_kind(out_path)
-    if out_path.is_dir():
-        raise JourneyError(f"{out_path}: is a folder; expected an output file.", "pass a file name such as scores.parquet.")
+    out_path = _check_out(out_path, engine, folder)
     t_as_of = parse_as_of(as_of)
-    if engine == "spark" and "://" in str(events_path):  # hdfs://, s3a://: listed and read by Spark itself
+    if engine == "spark" and ("://" in str(events_path) or not Path(events_path).exists()):
+        # hdfs://, s3a://, a glob or a table: listed and read by Spark itself (a missing path is an error there)
         partition_count(0, partitions)  # checks the value; Spark sizes the partitions once it has counted the rows
         n_parts = None
         files = None
@@ -144,17 +146,40 @@ def score_file(
         events_path = Path(events_path)
         files = io.event_files(events_path)  # clear error for a missing path or an unsupported type
         n_parts = partition_count(estimate_rows(files), partitions)
-    check_output(out_path, "--out", inputs=[events_path])
+    if folder:
+        from journey_stage.serving.spark_api import check_output_folder
+
+        if "://" not in str(out_path):
+            check_output_folder(out_path, "--out", inputs=[events_path], rejects=rejects)
+    else:
+        check_output(out_path, "--out", inputs=[events_path])
     if rejects is not None:
         check_output(rejects, "--rejects", inputs=[events_path], others=[("--out", out_path)])
     with signals_as_interrupt():
         return _run(events_path, out_path, files, n_parts, t0, model_uri=model_uri, t_as_of=t_as_of, engine=engine, rejects=rejects,
                     reasons=reasons, spark_master=spark_master, partitions=partitions, progress=progress, predictor=predictor,
-                    batch_rows=batch_rows, workers=workers)
+                    batch_rows=batch_rows, workers=workers, folder=folder)
+
+
+def _check_out(out_path, engine: str, folder: bool):
+    """The output's name checked: a file of a known type, or (Spark) a folder; a URI only for a folder."""
+    from journey_stage.core import errors
+
+    if folder:
+        if engine != "spark":
+            raise errors.folder_output_needs_spark("--out", out_path)
+        return str(out_path) if "://" in str(out_path) else Path(out_path)
+    if "://" in str(out_path):
+        raise errors.single_file_not_local("--out", out_path)
+    out_path = Path(out_path)
+    output_kind(out_path)
+    if out_path.is_dir():
+        raise JourneyError(f"{out_path}: is a folder; expected an output file.", "pass a file name such as scores.parquet.")
+    return out_path
 
 
 def _run(events_path, out_path: Path, files, n_parts, t0: float, *, model_uri, t_as_of, engine, rejects, reasons, spark_master, partitions,
-         progress, predictor, batch_rows, workers) -> dict:
+         progress, predictor, batch_rows, workers, folder=False) -> dict:
     """Load the model and score with the engine (the arguments checked by score_file)."""
     if predictor is None:
         from journey_stage.model.registry import load_predictor
@@ -165,7 +190,7 @@ def _run(events_path, out_path: Path, files, n_parts, t0: float, *, model_uri, t
 
         counts = score_spark(events_path, out_path, predictor=predictor, as_of=t_as_of, rejects=rejects, reasons=reasons,
                              master=spark_master, partitions=n_parts, min_partitions=partitions, progress=progress,
-                             batch_rows=batch_rows)
+                             batch_rows=batch_rows, folder=folder)
         return counts | {"seconds": time.perf_counter() - t0}
     n_rows = estimate_rows(files)
     if workers is None:
