@@ -139,7 +139,7 @@ def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | 
     for m in outcome.messages:
         console.print(f"[yellow]note:[/] {m}", highlight=False)
     name = model_name or settings.model_name
-    registry.configure(runtime())
+    registry.configure()  # the environment as it is now (run_training is also called from Python)
     champion_version = tracking.current_champion(name)
     champ = None
     if champion_version is not None:

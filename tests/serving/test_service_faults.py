@@ -290,7 +290,8 @@ def test_every_worker_serves_one_version_after_a_restart_under_load(two_workers,
     _until_loaded(svc, 2)  # /readyz answered once one worker was ready
     meta = httpx.get(svc.url + "/metadata", headers=AUTH, timeout=30).json()["model"]
     v1 = meta["version"]
-    assert meta == {"name": "journey-stage", "version": v1, "alias": "champion", "uri": f"models:/journey-stage/{v1}"}
+    assert {k: meta[k] for k in ("name", "version", "alias", "uri")} == {"name": "journey-stage", "version": v1, "alias": "champion",
+                                                                      "uri": f"models:/journey-stage/{v1}"}
     v2 = promote_new_version(store)  # the alias moves while the service runs
     assert v2 != v1
     workers = worker_pids(svc.proc)
