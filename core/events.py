@@ -327,7 +327,12 @@ def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame 
                 lower[ch] = ch.lower()
     if lower:
         rows = [(c, u, e, lower.get(ch, ch), v, cp) for c, u, e, ch, v, cp in rows]
-    rows = sorted(set(rows), key=_sort_key)
+    return tuples_frame(sorted(set(rows), key=_sort_key))
+
+
+def tuples_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Plain ``(customer_id, microseconds, event_type, channel, value, campaign)`` tuples (None
+    where missing) as a frame with the canonical columns and types, in the given order."""
     n = len(rows)
     cols = list(zip(*rows)) if n else [()] * 6
     return pd.DataFrame(

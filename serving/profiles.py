@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from journey_stage.core.errors import ConfigError
-from journey_stage.core.events import COLUMNS, TS_DTYPE, sort_events
+from journey_stage.core.events import sort_events, tuples_frame
 
 US_PER_DAY = 86_400_000_000
 
@@ -75,16 +75,7 @@ def _rows(events: pd.DataFrame) -> list[tuple]:
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
     """Plain tuples back to the canonical events frame (types and order of core.events)."""
-    cols = list(zip(*rows)) if rows else [()] * 6
-    frame = pd.DataFrame({
-        "customer_id": pd.array(list(cols[0]), dtype="str"),
-        "timestamp": pd.array(np.array(cols[1], dtype="datetime64[us]"), dtype=TS_DTYPE) if rows else pd.array([], dtype=TS_DTYPE),
-        "event_type": pd.array(list(cols[2]), dtype="str"),
-        "channel": pd.array(list(cols[3]), dtype="str"),
-        "value": np.array([np.nan if x is None else x for x in cols[4]], dtype=np.float64),
-        "campaign": pd.array(list(cols[5]), dtype="str"),
-    }, columns=list(COLUMNS))
-    return sort_events(frame)
+    return sort_events(tuples_frame(rows))
 
 
 def _event_json(row: tuple) -> str:

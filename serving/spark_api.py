@@ -40,7 +40,7 @@ from journey_stage.core.errors import InputError, Problem
 from journey_stage.core.events import REQUIRED
 from journey_stage.serving.reading import FileProblems, file_kind
 from journey_stage.serving.spark_executors import VALIDATED_DDL, validate_parquet_batches
-from journey_stage.serving.writing import empty_rejects, output_schema
+from journey_stage.serving.writing import check_writable_folder, empty_rejects, output_schema
 
 _TABLE_NAME = re.compile(r"(`[^`]+`|[A-Za-z_]\w*)(\.(`[^`]+`|[A-Za-z_]\w*)){0,2}")  # table, db.table, catalog.db.table
 # what Spark's Parquet writer leaves in an output folder (a folder with anything else is not replaced)
@@ -115,16 +115,7 @@ def check_output_folder(path, flag: str, *, inputs=(), rejects=None) -> None:
         raise errors.output_not_writable(flag, path, "a file that is not a Parquet output is in the way")
     if rejects is not None and Path(rejects).resolve().is_relative_to(path.resolve()):
         raise errors.output_inside_output("--rejects", rejects, flag, path)
-    folder = path.parent
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise errors.output_not_writable(flag, path, f"{existing} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        io.remove_stale_temps(path)
-        io.new_temp_file(path).unlink()
-    except OSError as exc:
-        raise errors.output_not_writable(flag, path, f"folder {folder} is not writable ({exc.strerror or exc})") from None
+    check_writable_folder(flag, path)
 
 
 def write_scores_folder(scored, out_path, predictor, reasons: bool, rejects, make_rejects, phases: dict, scored_done) -> list[dict]:

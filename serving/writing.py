@@ -141,6 +141,12 @@ def check_output(path, flag: str, *, inputs=(), others=()) -> None:
             raise errors.outputs_collide(flag, path, other_flag)
     if path.is_dir():
         raise errors.output_not_writable(flag, path, "it is a folder")
+    check_writable_folder(flag, path)
+
+
+def check_writable_folder(flag: str, path: Path) -> None:
+    """The folder of ``path`` exists or can be made, and a temporary file can be written in it
+    (stale temporary files of dead runs of the same output are removed on the way)."""
     folder = path.parent
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
