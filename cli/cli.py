@@ -217,7 +217,7 @@ def evaluate(
     with friendly():
         from journey_stage.features.encode import encode
         from journey_stage.core import io
-        from journey_stage.training import gate, tracking
+        from journey_stage.training import gate
         from journey_stage.model import registry
 
         predictor = registry.load_predictor(model)
@@ -287,13 +287,15 @@ def serve(
     """Start the HTTP prediction service (BentoML). An alias (``@champion``) is resolved to one
     version now, and every worker serves that version; reload a new champion by restarting."""
     with friendly():
+        import mlflow
+
         from journey_stage.model import registry
 
         pinned, alias = registry.pin(model, runtime())
         env = dict(os.environ, JOURNEY_MODEL_URI=pinned, BENTOML_DO_NOT_TRACK="true")
         if alias:
             env["JOURNEY_MODEL_ALIAS"] = alias
-        env.setdefault("MLFLOW_TRACKING_URI", registry.configure(runtime()))
+        env.setdefault("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())  # where pin() just pointed MLflow
         console.print(f"serving {pinned}" + (f" (resolved from {model})" if alias else ""), highlight=False)
         cmd = [sys.executable, "-m", "bentoml", "serve", "journey_stage.serving.service:JourneyService", "--host", host, "--port", str(port)]
         os.execvpe(cmd[0], cmd, env)

@@ -9,7 +9,6 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -20,10 +19,6 @@ from journey_stage.core.runtime import DEFAULT_MODEL_URI, RuntimeSettings, redac
 from journey_stage.model.predictor import JourneyPredictor
 
 EXPERIMENT = "journey-stage"
-
-
-def journey_home(runtime: RuntimeSettings | None = None) -> Path:
-    return (runtime or RuntimeSettings.from_env()).home_path
 
 
 def configure(runtime: RuntimeSettings | None = None, *, create: bool = True) -> str:

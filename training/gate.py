@@ -42,21 +42,6 @@ def champion_predictions(predictor: JourneyPredictor, events: EncodedEvents, eva
     return out
 
 
-def primary_scores(predictor: JourneyPredictor, events: EncodedEvents, evals: dict[str, TaskEval]) -> dict[str, float | None]:
-    """``task.metric`` -> value of ``predictor`` on exactly the customers, cutoffs and labels of ``evals``."""
-    out: dict[str, float | None] = {}
-    for task, scores in champion_predictions(predictor, events, evals).items():
-        metric, ev = PRIMARY[task], evals[task]
-        if scores is None:
-            out[f"{task}.{metric}"] = None
-        elif task == "stage":
-            out[f"{task}.{metric}"] = stage_metrics(ev.y, scores.astype(str), None, ev.classes)[metric]
-        else:
-            ok = ~np.isnan(scores)
-            out[f"{task}.{metric}"] = binary_metrics(ev.y[ok], scores[ok], probabilities=False)[metric] if ok.all() else None
-    return out
-
-
 def challenger_scores(report: dict) -> dict[str, float]:
     """``task.metric`` -> the challenger's served test metric, for each primary task it trained."""
     return {f"{t}.{m}": served_metrics(report["tasks"][t])[m] for t, m in PRIMARY.items() if "model" in report["tasks"].get(t, {})}

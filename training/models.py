@@ -3,14 +3,10 @@ validation), calibrated on a temporally later validation slice (scikit-learn).""
 
 from __future__ import annotations
 
-import re
 import warnings
-from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
-from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer

@@ -23,10 +23,9 @@ from journey_stage.training.crossfit import fit_task_crossfit
 from journey_stage.training.evaluate import HeldOut, TaskEval, evaluate_binary, evaluate_stage
 from journey_stage.training.fallback import choose_served
 from journey_stage.training.models import fit_logistic, fit_task
-from journey_stage.model.baseline import rule_scores
 from journey_stage.model.predictor import JourneyPredictor
 
-__all__ = ["TaskEval", "TrainOutcome", "HeldOut", "train_and_evaluate", "fit_and_evaluate", "baseline_scores", "evaluate_stage",
+__all__ = ["TaskEval", "TrainOutcome", "HeldOut", "train_and_evaluate", "fit_and_evaluate", "evaluate_stage",
            "evaluate_binary", "PRIMARY", "headline_metrics", "served_metrics", "cap_train_rows", "task_rows", "fingerprint"]
 
 
@@ -54,11 +53,6 @@ def fingerprint(events: pd.DataFrame) -> dict:
 def _stage_names(tax: Taxonomy, role_idx: np.ndarray) -> np.ndarray:
     lookup = np.array([tax.stage_of_role_index(i) for i in range(6)], dtype=object)
     return lookup[role_idx.astype(int)]
-
-
-def baseline_scores(task: str, names: list[str], X: np.ndarray, settings: Settings) -> dict[str, np.ndarray]:
-    """SPEC 6 rule baselines as scores (higher = more likely positive): :func:`journey_stage.model.baseline.rule_scores`."""
-    return rule_scores(task, names, X, settings)
 
 
 def train_and_evaluate(
