@@ -22,9 +22,16 @@
    with p99 <= 50 ms and nothing shed. Targets: shed p99 <= 100 ms, no timeout, no 5xx, accepted
    p99 <= 100 ms. Written to ``benchmarks/results/service_overload.json`` with the load averages.
 
+5. ``--in-process-only``: step 2's in-process reference alone, no service started: ``floor`` (the
+   four served models' probabilities on the request's one feature row), ``score``, ``predict`` and
+   ``answer`` (body bytes -> validation -> scoring -> JSON bytes), each call measured back to back,
+   their p50 ratios to the floor and the load averages; written to
+   ``benchmarks/results/service_in_process.json``.
+
     python benchmarks/bench_service.py                        # 100 req/s for 60 s
     python benchmarks/bench_service.py --rate 20 --seconds 10 # quick run
     python benchmarks/bench_service.py --sweep 100,200,400 --sweep-seconds 60
+    python benchmarks/bench_service.py --in-process-only --in-process-calls 1000
 """
 
 from __future__ import annotations
@@ -129,37 +136,65 @@ def make_payloads(n: int, events_per_request: int, seed: int = 0) -> tuple[list[
 def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int) -> dict:
     """What one worker does per request, in this process: ``predict`` = the API method's body
     (:func:`serving.requests.score_request`: validation + features + models + reasons + next best
-    action, from the parsed request); ``score`` = the scoring part alone on canonical events."""
+    action, from the parsed request); ``answer`` = the whole in-process handling of a body
+    (:func:`serving.requests.validate_request_body` + :meth:`serving.requests.Scorer.answer`, JSON
+    out); ``score`` = the scoring part alone on canonical events; ``floor`` = the four models alone
+    (each served task model's calibrated probabilities on the request's one feature row). Each
+    call of the loop measures all four back to back, so the ratios compare the same moments of a
+    shared machine."""
     import pandas as pd
 
     os.environ["JOURNEY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from journey_stage.core.events import canonical_records
     from journey_stage.core.runtime import RuntimeSettings
+    from journey_stage.features.encode import encode, to_us
     from journey_stage.model import playbook as playbooks, registry, scoring
-    from journey_stage.serving.requests import score_request
+    from journey_stage.serving.requests import Scorer, score_request, validate_request_body
     from journey_stage.serving.schemas import request_models
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     predictor, playbook = registry.load_predictor(model), playbooks.load_playbook()
-    PredictRequest = request_models(RuntimeSettings()).request  # the limits of the service started here (defaults)
-    requests = [PredictRequest.model_validate(p) for p in payloads]
-    canon = []
+    models = request_models(RuntimeSettings())  # the limits of the service started here (defaults)
+    scorer = Scorer(RuntimeSettings())
+    scorer.predictor, scorer.playbook = predictor, playbook
+    bodies = [json.dumps(p).encode() for p in payloads]
+    requests = [models.request.model_validate(p) for p in payloads]
+    canon, rows = [], []
     for r in requests:
-        rows = [(r.customers[0].customer_id, e.timestamp, e.event_type, e.channel, e.value, e.campaign) for e in r.customers[0].events]
-        canon.append((canonical_records(rows, predictor.taxonomy), r.as_of))
-    for r in requests[:3]:  # warm-up
+        recs = [(r.customers[0].customer_id, e.timestamp, e.event_type, e.channel, e.value, e.campaign) for e in r.customers[0].events]
+        events = canonical_records(recs, predictor.taxonomy)
+        canon.append((events, r.as_of))
+        rows.append(predictor.features(encode(events, predictor.taxonomy), to_us(pd.Timestamp(r.as_of))).X[:1])
+    served = [predictor.serving_model(t) for t in predictor.models]
+    for k, r in enumerate(requests[:3]):  # warm-up
         score_request(predictor, r.customers, r.as_of, playbook)
-    score_ms, full_ms = [], []
+        scorer.answer(validate_request_body(bodies[k], models).customers, r.as_of)
+    times: dict[str, list[float]] = {"floor": [], "score": [], "predict": [], "answer": []}
     for k in range(repeats):
-        r, (events, as_of) = requests[k % len(requests)], canon[k % len(canon)]
+        i = k % len(requests)
+        r, (events, as_of) = requests[i], canon[i]
         t0 = time.perf_counter()
-        scoring.score_records(predictor, events, pd.Timestamp(as_of), playbook=playbook)
+        for m in served:
+            m.proba(rows[i])
         t1 = time.perf_counter()
+        scoring.score_records(predictor, events, pd.Timestamp(as_of), playbook=playbook)
+        t2 = time.perf_counter()
         score_request(predictor, r.customers, r.as_of, playbook)
-        score_ms.append((t1 - t0) * 1000)
-        full_ms.append((time.perf_counter() - t1) * 1000)
-    return {"calls": repeats, "fast_path_taken": sum(e is not None for e, _ in canon) / len(canon), "score": summary(score_ms),
-            "predict": summary(full_ms), "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version")}}
+        t3 = time.perf_counter()
+        req = validate_request_body(bodies[i], models)
+        scorer.answer(req.customers, req.as_of)
+        t4 = time.perf_counter()
+        for name, a, b in (("floor", t0, t1), ("score", t1, t2), ("predict", t2, t3), ("answer", t3, t4)):
+            times[name].append((b - a) * 1000)
+    out = {name: summary(ms) for name, ms in times.items()}
+    floor = out["floor"]["p50_ms"]
+    return out | {
+        "calls": repeats, "fast_path_taken": sum(e is not None for e, _ in canon) / len(canon),
+        "p50_ratio_to_floor": {name: round(out[name]["p50_ms"] / floor, 2) for name in ("score", "predict", "answer")},
+        "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "model": {"name": predictor.info.get("name"), "version": predictor.info.get("version"), "served": predictor.served},
+    }
 
 
 def summary(ms: list[float]) -> dict:
@@ -334,6 +369,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--journey-home", type=Path, default=home, help="JOURNEY_HOME with a registered model (default: $JOURNEY_HOME, else journey demo)")
     ap.add_argument("--model", default="models:/journey-stage@champion", help="MLflow model URI")
     ap.add_argument("--in-process-calls", type=int, default=200)
+    ap.add_argument("--in-process-only", action="store_true", help="only the in-process reference (no service): predict, answer and the four-model floor")
+    ap.add_argument("--in-process-out", type=Path, default=RESULTS / "service_in_process.json")
     ap.add_argument("--sequential-calls", type=int, default=100, help="HTTP requests one at a time before the load")
     ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
     ap.add_argument("--sweep", default=None, help="overload sweep instead: comma-separated rates (requests/s), e.g. 100,200,400")
@@ -378,7 +415,17 @@ def measure(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     args = parse_args()
-    if args.sweep:
+    if args.in_process_only:
+        with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+            home = ensure_model(args.journey_home.resolve() if args.journey_home else None, Path(tmp))
+            payloads, as_of = make_payloads(N_PAYLOADS, args.events)
+            inproc = in_process_times(home, args.model, payloads, args.in_process_calls)
+        out, path = {
+            "benchmark": f"in-process POST /predict handling, one customer with {args.events} events, beside the four-model floor",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "as_of": as_of, "in_process": inproc,
+        }, args.in_process_out
+        print(json.dumps({k: inproc[k] for k in ("floor", "score", "predict", "answer", "p50_ratio_to_floor", "load_average_before", "load_average_after")}, indent=2))
+    elif args.sweep:
         out, path = sweep(args, [float(x) for x in args.sweep.split(",") if x.strip()]), args.sweep_out
         for run in out["runs"]:
             print(json.dumps({k: run[k] for k in ("rate", "answered", "shed", "timeouts", "server_errors", "meets_targets", "clean")}

@@ -10,6 +10,18 @@ import typer
 from journey_stage.cli_common import friendly, out, progress_bar, runtime, taxonomy_and_settings
 
 
+def _open_store():
+    """The configured store; a one-line error when profiles are off (JOURNEY_PROFILE_STORE=none)."""
+    from journey_stage.core.errors import ConfigError
+    from journey_stage.serving.profiles import store_from_settings
+
+    store = store_from_settings(runtime())
+    if store is None:
+        raise ConfigError("JOURNEY_PROFILE_STORE=none: no profile store is configured.",
+                          "unset JOURNEY_PROFILE_STORE (profiles.db under JOURNEY_HOME) or set it to sqlite:///PATH or redis://HOST:PORT/DB.")
+    return store
+
+
 profiles_app = typer.Typer(help="The live profile store (JOURNEY_PROFILE_STORE): load event files, erase a customer.", no_args_is_help=True)
 
 
@@ -21,11 +33,10 @@ def profiles_load(
 ) -> None:
     """Backfill the profile store from event files (validated like batch scoring; exact duplicates stored once)."""
     with friendly():
-        from journey_stage.serving.profiles import store_from_settings
         from journey_stage.serving.profiles_load import load_events
 
         tax, _ = taxonomy_and_settings(events, taxonomy, None, [], {})
-        store = store_from_settings(runtime())
+        store = _open_store()
         try:
             with progress_bar() as bar:
                 task = bar.add_task("loading", total=None)
@@ -40,9 +51,7 @@ def profiles_load(
 def profiles_delete(customer: str = typer.Option(..., "--customer", help="The customer id whose stored events are erased.")) -> None:
     """Erase every stored event of one customer."""
     with friendly():
-        from journey_stage.serving.profiles import store_from_settings
-
-        store = store_from_settings(runtime())
+        store = _open_store()
         try:
             n = store.delete(customer)
         finally:

@@ -56,6 +56,15 @@ class ModelError(JourneyError):
     """A model cannot be found, loaded or used."""
 
 
+class ProfileStoreError(JourneyError):
+    """The profile store's backend (SQLite file, Redis server) failed or cannot be reached."""
+
+
+def profile_store_failed(where: str, exc: BaseException) -> ProfileStoreError:
+    return ProfileStoreError(f"profile store {where}: {type(exc).__name__}: {exc}",
+                             "check JOURNEY_PROFILE_STORE (sqlite:///PATH, redis://HOST:PORT/DB, or none to serve without profiles).")
+
+
 # ---- message catalogue (one function per message; tests match on these texts) -------------------
 
 def show(value: object) -> str:

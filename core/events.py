@@ -266,6 +266,7 @@ _ISO = re.compile(
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
     r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?"
 )
+_ISO_MANY = re.compile(f"(?:{_ISO.pattern})(?:\n(?:{_ISO.pattern}))*")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
 
@@ -284,6 +285,26 @@ def iso_us(text: str) -> int | None:
     return (t - _EPOCH) // _ONE_US
 
 
+def _iso_us_many(texts: tuple) -> list[int] | None:
+    """:func:`iso_us` of every text, or None when one is not a plain ISO 8601 timestamp. The
+    pattern is checked once on all texts joined by newlines (none may contain one)."""
+    if not all(type(x) is str for x in texts):
+        return None
+    joined = "\n".join(texts)
+    if joined.count("\n") != len(texts) - 1 or _ISO_MANY.fullmatch(joined) is None:
+        return None
+    out = []
+    for text in texts:
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        out.append((t - _EPOCH) // _ONE_US)
+    return out
+
+
 def _clean_text(s: object) -> bool:
     return (isinstance(s, str) and s != "" and not s[0].isspace() and not s[-1].isspace()
             and len(s) <= MAX_TEXT_CHARS and _BAD_CHARS.search(s) is None)
@@ -291,7 +312,17 @@ def _clean_text(s: object) -> bool:
 
 def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame | None:
     """The canonical frame of small, clean input rows — or None, and the caller uses
-    :func:`canonical_events` (which also explains every problem).
+    :func:`canonical_events` (which also explains every problem): :func:`canonical_rows` as a
+    frame (:func:`tuples_frame`)."""
+    rows = canonical_rows(records, taxonomy)
+    return None if rows is None else tuples_frame(rows)
+
+
+def canonical_rows(records: list[tuple], taxonomy: Taxonomy) -> list[tuple] | None:
+    """The rows of the canonical frame of small, clean input rows, as plain ``(customer_id,
+    microseconds, event_type, channel, value, campaign)`` tuples in canonical order (duplicates
+    removed) — or None, and the caller uses :func:`canonical_events`. Without a DataFrame: the
+    HTTP service encodes these directly (:func:`journey_stage.features.encode.encode_rows`).
 
     ``records`` are ``(customer_id, timestamp, event_type, channel, value, campaign)`` tuples as a
     typed API delivers them (text, text, text, text or None, finite float >= 0 or None, text or
@@ -300,19 +331,16 @@ def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame 
     is proven for (surrounding whitespace, non-ASCII channels, other timestamp spellings, unknown
     event types, ...) returns None instead of a second opinion."""
     known = taxonomy.event_role
-    cids, types, chans, camps = set(), set(), set(), set()
-    rows = []
-    for cid, ts, et, ch, v, camp in records:
-        us = iso_us(ts) if isinstance(ts, str) else None
-        if us is None or not _TIME_MIN_US <= us < _TIME_MAX_US:
-            return None
-        if v is not None and not (isinstance(v, float) and 0.0 <= v < float("inf") and math.copysign(1.0, v) > 0):
-            return None
-        cids.add(cid)
-        types.add(et)
-        chans.add(ch)
-        camps.add(camp)
-        rows.append((cid, us, et, ch, v, camp))
+    if not records:
+        return []
+    cid_col, ts_col, et_col, ch_col, v_col, camp_col = zip(*records)
+    us_col = _iso_us_many(ts_col)
+    if us_col is None or not (_TIME_MIN_US <= min(us_col) and max(us_col) < _TIME_MAX_US):
+        return None
+    if not all(v is None or (isinstance(v, float) and 0.0 <= v < float("inf") and math.copysign(1.0, v) > 0) for v in v_col):
+        return None
+    cids, types, chans, camps = set(cid_col), set(et_col), set(ch_col), set(camp_col)
+    rows = list(zip(cid_col, us_col, et_col, ch_col, v_col, camp_col))
     # each distinct text is checked once
     if not all(_clean_text(c) for c in cids) or not all(isinstance(e, str) and e in known and _clean_text(e) for e in types):
         return None
@@ -327,7 +355,13 @@ def canonical_records(records: list[tuple], taxonomy: Taxonomy) -> pd.DataFrame 
                 lower[ch] = ch.lower()
     if lower:
         rows = [(c, u, e, lower.get(ch, ch), v, cp) for c, u, e, ch, v, cp in rows]
-    return tuples_frame(sorted(set(rows), key=_sort_key))
+    return sorted(set(rows), key=_sort_key)
+
+
+def merge_rows(*parts: list[tuple]) -> list[tuple]:
+    """Canonical row tuples of several sources (sent and stored events) as one canonical list:
+    exact duplicates once, in :func:`sort_events`' order."""
+    return sorted(set().union(*parts), key=_sort_key)
 
 
 def tuples_frame(rows: list[tuple]) -> pd.DataFrame:

@@ -102,7 +102,7 @@ class RuntimeSettings(BaseModel):
     )
     timeout_s: int = Field(60, ge=1, description="seconds before an unanswered HTTP request gets 504")
     spark_driver_memory: str = Field("3g", min_length=1, description="spark.driver.memory of a local Spark session")
-    profile_store: str | None = Field(None, description="live profile store: sqlite:///PATH or redis://HOST:PORT/DB; none = profiles.db in home")
+    profile_store: str | None = Field(None, description="live profile store: sqlite:///PATH, redis://HOST:PORT/DB or 'none' (off); unset = profiles.db in home")
     profile_max_events: int | None = Field(None, ge=1, description="newest events kept per customer in the profile store; none = max_events")
     profile_max_age_days: float | None = Field(None, gt=0, description="stored events older than this before the customer's newest are dropped; none = kept")
 

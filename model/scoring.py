@@ -13,7 +13,7 @@ import pandas as pd
 
 from journey_stage.core.coerce import finite_or_none
 from journey_stage.features.build import eligible
-from journey_stage.features.encode import encode, from_us, to_us
+from journey_stage.features.encode import EncodedEvents, encode, from_us, to_us
 from journey_stage.core.taxonomy import LAPSED, LAPSED_INDEX
 from journey_stage.model.playbook import Playbook, load_playbook
 from journey_stage.model.predictor import BINARY_TASKS, JourneyPredictor
@@ -53,7 +53,7 @@ def score_events(
 
 def score_records(
     predictor: JourneyPredictor,
-    events: pd.DataFrame,
+    events: pd.DataFrame | EncodedEvents,
     as_of: object = None,
     *,
     playbook: Playbook | None = None,
@@ -68,7 +68,7 @@ def score_records(
 
 def score_columns(
     predictor: JourneyPredictor,
-    events: pd.DataFrame,
+    events: pd.DataFrame | EncodedEvents,
     as_of: object = None,
     *,
     playbook: Playbook | None = None,
@@ -77,12 +77,17 @@ def score_columns(
     top_k: int = 3,
 ) -> dict[str, object] | None:
     """The scoring core: :func:`output_columns` -> list or array (reasons as dicts); None when
-    ``events`` is empty."""
+    ``events`` is empty. ``events``: canonical events, or their :class:`EncodedEvents` (the HTTP
+    service encodes small clean requests itself, :func:`journey_stage.features.encode.encode_rows`)."""
     playbook = playbook or load_playbook()
-    if len(events) == 0:
+    encoded = isinstance(events, EncodedEvents)  # already encoded (the HTTP service's small requests)
+    if (events.n_events if encoded else len(events)) == 0:
         return None
-    t_us = to_us(as_of) if as_of is not None else int(events["timestamp"].max().value // 1000)
-    enc = encode(events, predictor.taxonomy)
+    if as_of is not None:
+        t_us = to_us(as_of)
+    else:
+        t_us = int(events.ts.max()) if encoded else int(events["timestamp"].max().value // 1000)
+    enc = events if encoded else encode(events, predictor.taxonomy)
     ff = predictor.features(enc, t_us)
     elig = eligible(ff, predictor.settings)
     rows = np.flatnonzero(elig) if eligible_only else np.arange(len(ff.customer_ids))

@@ -15,6 +15,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
+from journey_stage.model.fastrow import CONTRIB, NORMAL, RAW_SCORE, booster_predict
+
 MARGIN_BLOCK_ROWS = 32_768  # rows per block when computing linear margins
 
 
@@ -118,7 +120,7 @@ class TaskModel:
         booster's own probabilities."""
         X = np.asarray(X, dtype=np.float64)
         if self.calibrator is None and self.linear is None:
-            p = self.booster.booster_.predict(X, num_iteration=self._num_iteration(), num_threads=1).reshape(len(X), -1)
+            p = booster_predict(self._fast, self.booster.booster_, X, NORMAL, self._num_iteration())
             return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if p.shape[1] == 1 else p
         return self.proba_from_margin(self.margin(X))
 
@@ -144,8 +146,7 @@ class TaskModel:
         """The raw margin the calibrator reads, (n, n_classes or 1): LightGBM's raw score, blended
         with the linear margin for a binary task with ``booster_weight < 1``."""
         X = np.asarray(X, dtype=np.float64)
-        raw = self.booster.booster_.predict(X, raw_score=True, num_iteration=self._num_iteration(), num_threads=1)
-        raw = raw.reshape(len(X), -1)
+        raw = booster_predict(self._fast, self.booster.booster_, X, RAW_SCORE, self._num_iteration())
         if self.linear is not None:
             raw = self.booster_weight * raw + (1.0 - self.booster_weight) * self.linear.margin(X)[:, None]
         return raw
@@ -155,9 +156,7 @@ class TaskModel:
         n_features + 1), last column the bias; they add up to the margin. LightGBM's own SHAP
         values (pred_contrib), blended with the linear model's exact ones for a blended task."""
         X = np.asarray(X, dtype=np.float64)
-        c = self.booster.booster_.predict(X, pred_contrib=True, num_iteration=self._num_iteration(), num_threads=1)
-        if isinstance(c, list):  # some versions return one matrix per class
-            c = np.stack(c, axis=1)
+        c = booster_predict(self._fast, self.booster.booster_, X, CONTRIB, self._num_iteration())
         p = X.shape[1] + 1
         c = c.reshape(X.shape[0], -1, p)
         if self.linear is not None:
@@ -173,11 +172,17 @@ class TaskModel:
         if not cache:  # all classes at once (the service's warm-up builds them before readiness)
             for j in range(len(self.classes)):
                 cache[j] = class_booster(self.booster.booster_, j, self._num_iteration())
-        return cache[k].predict(np.asarray(X, dtype=np.float64), pred_contrib=True, num_threads=1)
+        return booster_predict(self._fast, cache[k], X, CONTRIB, None)
+
+    @property
+    def _fast(self) -> dict:
+        """LightGBM's single-row fast predictors of this model's boosters (:mod:`journey_stage.model.fastrow`)."""
+        return self.__dict__.setdefault("_fast_rows", {})
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_class_boosters", None)  # derived, rebuilt on demand
+        state.pop("_fast_rows", None)  # C handles, rebuilt on demand
         return state
 
 

@@ -6,10 +6,10 @@ OpenAPI document.
   ``serving/service.py``): a path that no route serves is answered 404 there, so it never reaches
   BentoML's metrics middleware and never becomes a metric series of its own.
 * :class:`JourneyMiddleware` (inside BentoML's middlewares): the token for ``/predict``,
-  ``/metadata`` and ``/metrics`` (probes and docs stay open); at most
-  ``ceil(JOURNEY_MAX_CONCURRENCY / JOURNEY_WORKERS)`` requests in progress per worker (probes and
-  metrics excepted); for ``POST /predict`` the body limit, then a place in the worker's
-  :class:`ScoringQueue`, then validation on the scoring thread.
+  ``/metadata``, ``/metrics``, ``/events`` and ``/customers/...`` (probes and docs stay open); at
+  most ``ceil(JOURNEY_MAX_CONCURRENCY / JOURNEY_WORKERS)`` requests in progress per worker (probes
+  and metrics excepted); for ``POST /predict`` and ``POST /events`` the body limit, then a place in
+  the worker's :class:`ScoringQueue`, then validation on the scoring thread.
 * :class:`ScoringQueue`: one worker's scoring thread (validation and scoring run there, never on
   the event loop, so probes answer while a request is scored) and the bounded queue in front of
   it: one request scored, at most ``JOURNEY_QUEUE_LENGTH`` waiting, each for at most
@@ -34,13 +34,17 @@ from typing import Any, Callable, TypeVar
 
 from journey_stage.core.runtime import RuntimeSettings
 from journey_stage.serving.openapi import patching_send
+from journey_stage.serving.ingest import validate_events_body
 from journey_stage.serving.requests import RequestProblems, error_body, validate_request_body
 from journey_stage.serving.schemas import (
-    DOCS_PATH, METADATA_PATH, METRICS_PATH, PREDICT_PATH, PREDICT_STATE_KEY, PROBE_PATHS, RequestModels,
+    CUSTOMERS_PREFIX, DOCS_PATH, EVENTS_PATH, EVENTS_STATE_KEY, METADATA_PATH, METRICS_PATH, PREDICT_PATH, PREDICT_STATE_KEY,
+    PROBE_PATHS, RequestModels,
 )
 
 T = TypeVar("T")
-PROTECTED_PATHS = frozenset({PREDICT_PATH, METADATA_PATH, METRICS_PATH})
+PROTECTED_PATHS = frozenset({PREDICT_PATH, METADATA_PATH, METRICS_PATH, EVENTS_PATH})  # and every path under CUSTOMERS_PREFIX
+# POST bodies read, limited, queued and validated here: path -> (validator, ASGI state key)
+VALIDATED_POSTS = {PREDICT_PATH: (validate_request_body, PREDICT_STATE_KEY), EVENTS_PATH: (validate_events_body, EVENTS_STATE_KEY)}
 UNCOUNTED_PATHS = PROBE_PATHS | {METRICS_PATH}  # never refused for load: probes and scrapes answer under overload
 AUTH_ERROR = "missing or invalid bearer token"
 AUTH_HINT = "send the header 'Authorization: Bearer <token>' (JOURNEY_API_TOKEN)."
@@ -175,21 +179,22 @@ class JourneyMiddleware:
     async def _route(self, path: str, scope: dict, receive: Any, send: Any) -> None:
         if path == DOCS_PATH:
             return await self.app(scope, receive, patching_send(send, auth=self.token is not None))
-        if path not in PROTECTED_PATHS:
+        if path not in PROTECTED_PATHS and not path.startswith(CUSTOMERS_PREFIX):
             return await self.app(scope, receive, send)
         if self.token is not None and not self._authorized(scope):
             return await _send_json(
                 send, 401, error_body(AUTH_ERROR, AUTH_HINT),
                 extra_headers=[(b"www-authenticate", b'Bearer realm="journey"')],
             )
-        if path != PREDICT_PATH or scope.get("method") != "POST":
+        if path not in VALIDATED_POSTS or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
-        return await self._predict(scope, receive, send)
+        return await self._validated_post(scope, receive, send, *VALIDATED_POSTS[path])
 
-    async def _predict(self, scope: dict, receive: Any, send: Any) -> None:
-        """``POST /predict``: the body within the size limit, a turn on the scoring thread, a valid
-        body (checked on that thread), or a JSON error answer; the validated request goes on to
-        BentoML in the scope's state and the API method scores it while this request holds the turn."""
+    async def _validated_post(self, scope: dict, receive: Any, send: Any, validate: Callable, state_key: str) -> None:
+        """``POST /predict`` and ``POST /events``: the body within the size limit, a turn on the
+        scoring thread, a valid body (checked on that thread), or a JSON error answer; the
+        validated request goes on in the scope's state and the endpoint scores (or stores) it
+        while this request holds the turn."""
         too_large = RequestProblems(
             413, f"request body exceeds {self.max_body} bytes",
             [{"path": "$", "message": f"the body must be at most {self.max_body} bytes (JOURNEY_MAX_BODY_BYTES)", "code": "body_too_large"}],
@@ -208,10 +213,10 @@ class JourneyMiddleware:
             if await _client_left(receive):  # gave up while waiting: not scored
                 return await _send_json(send, 499, error_body(CLIENT_LEFT))
             try:
-                request = await self.queue.run(validate_request_body, body, self.models)
+                request = await self.queue.run(validate, body, self.models)
             except RequestProblems as exc:
                 return await _send_json(send, exc.status, exc.body())
-            scope.setdefault("state", {})[PREDICT_STATE_KEY] = request
+            scope.setdefault("state", {})[state_key] = request
             # BentoML picks its deserializer by content type: the body is JSON whatever the client said.
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"] + [(b"content-type", b"application/json")]
             return await self.app(scope, _replaying(body, receive), send)

@@ -9,17 +9,18 @@ import json
 import logging
 from typing import Any, Awaitable, Callable
 
-from journey_stage.serving.schemas import METADATA_PATH, METRICS_PATH, PREDICT_PATH, ErrorResponse
+from journey_stage.serving.schemas import CUSTOMERS_PREFIX, EVENTS_PATH, METADATA_PATH, METRICS_PATH, PREDICT_PATH, ErrorResponse
 
 logger = logging.getLogger("bentoml.journey")
 
 ERROR_ANSWERS = {
     "400": "Invalid request: field-level problems with JSON paths.",
+    "404": "Profiles are off: no profile store is configured (JOURNEY_PROFILE_STORE=none).",
     "401": "Missing or wrong bearer token (only when JOURNEY_API_TOKEN is set).",
     "413": "Body, customer count or event count over the limits.",
     "429": "Over capacity, not scored: more than JOURNEY_MAX_CONCURRENCY requests in progress, the worker's scoring queue "
            "full (JOURNEY_QUEUE_LENGTH) or no turn within JOURNEY_QUEUE_WAIT_MS. Retry after Retry-After seconds.",
-    "503": "The model is not loaded yet (Retry-After says when to retry).",
+    "503": "The model is not loaded yet (Retry-After says when to retry), or the profile store is unavailable.",
     "504": "Not answered within JOURNEY_TIMEOUT_S seconds.",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}}
@@ -28,6 +29,9 @@ OPERATIONS = (
     (PREDICT_PATH, "post", ("400", "401", "413", "429", "503", "504")),
     (METADATA_PATH, "get", ("401", "429", "503")),
     (METRICS_PATH, "get", ("401",)),
+    (EVENTS_PATH, "post", ("400", "401", "413", "429", "503", "504")),
+    (CUSTOMERS_PREFIX + "{customer_id}/events", "get", ("401", "404", "429", "503")),
+    (CUSTOMERS_PREFIX + "{customer_id}", "delete", ("401", "404", "429", "503")),
 )
 
 

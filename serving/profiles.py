@@ -20,6 +20,7 @@ first-event recency) of long histories: a customer is then scored on its retaine
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -31,7 +32,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from journey_stage.core.errors import ConfigError
+from journey_stage.core.errors import ConfigError, ProfileStoreError, profile_store_failed
+from journey_stage.core.runtime import redact
 from journey_stage.core.events import sort_events, tuples_frame
 
 US_PER_DAY = 86_400_000_000
@@ -50,23 +52,43 @@ class ProfileStore(Protocol):
     def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored events of these customers, a canonical events frame."""
 
+    def history_rows(self, customer_ids: Iterable[str]) -> list[tuple]:
+        """The same as canonical ``(customer_id, microseconds, event_type, channel, value,
+        campaign)`` tuples (None where missing), in no particular order."""
+
     def delete(self, customer_id: str) -> int:
         """Erase every stored event of a customer; how many there were."""
+
+    def ping(self) -> None:
+        """Raise :class:`ProfileStoreError` unless the backend answers."""
 
     def close(self) -> None: ...
 
 
-def _columns(events: pd.DataFrame) -> tuple[list, ...]:
+def _texts(s: pd.Series, missing: str | None) -> list:
+    """A text column as Python strings (``missing`` where absent), each distinct string converted
+    once (factorized: a column of a few event types or channels costs one lookup per row)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return np.array([*uniques, missing], dtype=object)[codes].tolist()
+
+
+def _numbers(s: pd.Series, missing: float | None) -> list:
+    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    nan = np.isnan(values)
+    if not nan.any():
+        return values.tolist()
+    out = values.astype(object)
+    out[nan] = missing
+    return out.tolist()
+
+
+def _columns(events: pd.DataFrame, no_text: str | None = None, no_value: float | None = None) -> tuple[list, ...]:
     """Canonical events as plain Python columns: customer_id, ts (microseconds), event_type,
-    channel, value, campaign (None where missing)."""
-    ts = events["timestamp"].array.asi8.tolist() if len(events) else []
-    values = events["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def text(col: str) -> list:
-        return events[col].astype(object).where(events[col].notna(), None).tolist()
-
-    return (text("customer_id"), ts, text("event_type"), text("channel"),
-            [None if v != v else v for v in values.tolist()], text("campaign"))
+    channel, value, campaign (``no_text`` / ``no_value`` where missing: None by default)."""
+    if not len(events):
+        return [], [], [], [], [], []
+    return (_texts(events["customer_id"], no_text), events["timestamp"].array.asi8.tolist(), _texts(events["event_type"], no_text),
+            _texts(events["channel"], no_text), _numbers(events["value"], no_value), _texts(events["campaign"], no_text))
 
 
 def _rows(events: pd.DataFrame) -> list[tuple]:
@@ -78,8 +100,48 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
     return sort_events(tuples_frame(rows))
 
 
+def merge_history(sent: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """Sent and stored canonical events as one canonical frame: exact duplicates once, canonical
+    order (what a prediction with events and a store answers on)."""
+    if stored.empty:
+        return sent
+    if sent.empty:
+        return stored
+    return sort_events(pd.concat([sent, stored], ignore_index=True).drop_duplicates(ignore_index=True))
+
+
+def event_records(events: pd.DataFrame) -> list[dict]:
+    """A canonical frame as the event objects of the HTTP API (timestamps ISO 8601 in UTC)."""
+    _, ts, et, ch, v, camp = _columns(events)
+    stamps = pd.to_datetime(np.asarray(ts, dtype="int64"), unit="us", utc=True)
+    return [{"timestamp": t.isoformat(), "event_type": e, "channel": c, "value": x, "campaign": p}
+            for t, e, c, x, p in zip(stamps, et, ch, v, camp)]
+
+
 def _event_json(row: tuple) -> str:
     return json.dumps(list(row[1:]), separators=(",", ":"))
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return sqlite3.Error, OSError, redis.RedisError
+
+
+def guarded(method):
+    """A store method whose backend failures (SQLite, the file system, Redis) become one
+    :class:`ProfileStoreError` naming the store (its URL with any password hidden)."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except ProfileStoreError:
+            raise
+        except _backend_errors() as exc:
+            raise profile_store_failed(self.where, exc) from None
+
+    return call
 
 
 # SQLite primary-key columns cannot be NULL: missing optional values are stored as sentinels no
@@ -88,15 +150,37 @@ _NO_TEXT, _NO_VALUE = "", -1.0
 SQLITE_COLUMNS = ("customer_id", "ts", "event_type", "channel", "value", "campaign")
 
 
+ROWS_PER_INSERT = 100  # rows bound per INSERT statement: the per-statement cost of the sqlite3 module is paid once per 100 rows
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(rows: int) -> str:
+    return "INSERT OR IGNORE INTO events VALUES " + ",".join(["(?,?,?,?,?,?)"] * rows)
+
+
+def _insert(conn: sqlite3.Connection, flat: list, n: int) -> None:
+    """``INSERT OR IGNORE`` of ``n`` rows whose parameters are ``flat`` (6 per row, in order)."""
+    step, full = 6 * ROWS_PER_INSERT, n - n % ROWS_PER_INSERT
+    if full:
+        conn.executemany(_insert_sql(ROWS_PER_INSERT), (flat[i: i + step] for i in range(0, 6 * full, step)))
+    if n > full:
+        conn.execute(_insert_sql(n - full), flat[6 * full:])
+
+
 class SQLiteStore:
     """One SQLite file (WAL). The primary key is the whole event, so exact duplicates are ignored
     exactly, also across processes (``INSERT OR IGNORE``)."""
 
     def __init__(self, path: Path, retention: Retention):
         self.path = Path(path)
+        self.where = str(self.path)
         self.retention = retention
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._create()
+
+    @guarded
+    def _create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn().execute(
             "CREATE TABLE IF NOT EXISTS events (customer_id TEXT NOT NULL, ts INTEGER NOT NULL, event_type TEXT NOT NULL, "
             "channel TEXT NOT NULL, value REAL NOT NULL, campaign TEXT NOT NULL, "
@@ -105,6 +189,10 @@ class SQLiteStore:
         if found != list(SQLITE_COLUMNS):
             raise ConfigError(f"profile store {self.path}: table 'events' has columns {found}, expected {list(SQLITE_COLUMNS)}.",
                               "point JOURNEY_PROFILE_STORE at a new file, or load the events again into an empty store.")
+
+    @guarded
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1 FROM events LIMIT 1").fetchall()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -116,24 +204,27 @@ class SQLiteStore:
             self._local.conn = conn
         return conn
 
+    @guarded
     def add(self, events: pd.DataFrame) -> tuple[int, int]:
-        cid, ts, et, ch, v, camp = _columns(events)
-        if not cid:
+        columns = _columns(events, _NO_TEXT, _NO_VALUE)
+        n = len(columns[0])
+        if not n:
             return 0, 0
-        rows = zip(cid, ts, et, [_NO_TEXT if c is None else c for c in ch], [_NO_VALUE if x is None else x for x in v],
-                   [_NO_TEXT if c is None else c for c in camp])
+        flat: list = [None] * (6 * n)  # the rows' parameters one after the other, bound many rows per statement
+        for k, col in enumerate(columns):
+            flat[k::6] = col
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+            _insert(conn, flat, n)
             stored = conn.total_changes - before
-            self._retain(conn, sorted(set(cid)))
+            self._retain(conn, list(dict.fromkeys(columns[0])))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return stored, len(cid) - stored
+        return stored, n - stored
 
     def _retain(self, conn: sqlite3.Connection, customers: list[str]) -> None:
         keep, age = self.retention.max_events, self.retention.max_age_days
@@ -151,6 +242,10 @@ class SQLiteStore:
                                  [(c, c, int(age * US_PER_DAY)) for c in part])
 
     def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        return _frame(self.history_rows(customer_ids))
+
+    @guarded
+    def history_rows(self, customer_ids: Iterable[str]) -> list[tuple]:
         ids = list(dict.fromkeys(str(c) for c in customer_ids))
         rows = []
         conn = self._conn()
@@ -159,11 +254,13 @@ class SQLiteStore:
             marks = ",".join("?" * len(part))
             for c, ts, et, ch, v, camp in conn.execute(f"SELECT * FROM events WHERE customer_id IN ({marks})", part):
                 rows.append((c, ts, et, ch or None, None if v == _NO_VALUE else v, camp or None))
-        return _frame(rows)
+        return rows
 
+    @guarded
     def delete(self, customer_id: str) -> int:
         return self._conn().execute("DELETE FROM events WHERE customer_id = ?", (customer_id,)).rowcount
 
+    @guarded
     def count(self, customer_id: str) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM events WHERE customer_id = ?", (customer_id,)).fetchone()[0]
 
@@ -184,11 +281,17 @@ class RedisStore:
         import redis
 
         self.retention = retention
+        self.where = redact(url)
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+    @guarded
+    def ping(self) -> None:
+        self.client.ping()
 
     def key(self, customer_id: str) -> str:
         return self.PREFIX + customer_id
 
+    @guarded
     def add(self, events: pd.DataFrame) -> tuple[int, int]:
         rows = _rows(events)
         if not rows:
@@ -218,19 +321,24 @@ class RedisStore:
                     self.client.zremrangebyscore(self.key(cid), "-inf", f"({int(top[0][1]) - int(age * US_PER_DAY)}")
 
     def history(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        return _frame(self.history_rows(customer_ids))
+
+    @guarded
+    def history_rows(self, customer_ids: Iterable[str]) -> list[tuple]:
         ids = list(dict.fromkeys(str(c) for c in customer_ids))
         pipe = self.client.pipeline(transaction=False)
         for cid in ids:
             pipe.zrange(self.key(cid), 0, -1)
-        rows = [(cid, *json.loads(m)) for cid, members in zip(ids, pipe.execute()) for m in members]
-        return _frame(rows)
+        return [(cid, *json.loads(m)) for cid, members in zip(ids, pipe.execute()) for m in members]
 
+    @guarded
     def delete(self, customer_id: str) -> int:
         pipe = self.client.pipeline(transaction=True)
         pipe.zcard(self.key(customer_id))
         pipe.delete(self.key(customer_id))
         return int(pipe.execute()[0])
 
+    @guarded
     def count(self, customer_id: str) -> int:
         return int(self.client.zcard(self.key(customer_id)))
 
@@ -238,8 +346,13 @@ class RedisStore:
         self.client.close()
 
 
-def open_store(url: str | None, home: Path, retention: Retention) -> ProfileStore:
-    """The store a URL names (None: the SQLite file under ``home``)."""
+NO_STORE = "none"  # JOURNEY_PROFILE_STORE=none: no profiles (POST /predict then needs every customer's events)
+
+
+def open_store(url: str | None, home: Path, retention: Retention) -> ProfileStore | None:
+    """The store a URL names (None: the SQLite file under ``home``; ``none``: no store)."""
+    if url is not None and url.strip().lower() == NO_STORE:
+        return None
     if not url:
         return SQLiteStore(Path(home) / "profiles.db", retention)
     parts = urlsplit(url)
@@ -247,10 +360,18 @@ def open_store(url: str | None, home: Path, retention: Retention) -> ProfileStor
         return SQLiteStore(Path(url[len("sqlite:///"):]), retention)  # sqlite:////abs/path or sqlite:///relative/path
     if parts.scheme in ("redis", "rediss", "unix"):
         return RedisStore(url, retention)
-    raise ConfigError(f"JOURNEY_PROFILE_STORE={url!r}: unknown store.", "use sqlite:///PATH or redis://HOST:PORT/DB.")
+    raise ConfigError(f"JOURNEY_PROFILE_STORE={url!r}: unknown store.", "use sqlite:///PATH, redis://HOST:PORT/DB or none.")
 
 
-def store_from_settings(runtime) -> ProfileStore:
-    """The store the runtime settings name, with their retention."""
+def store_from_settings(runtime) -> ProfileStore | None:
+    """The store the runtime settings name, with their retention (None when profiles are off)."""
     retention = Retention(max_events=runtime.profile_max_events or runtime.max_events, max_age_days=runtime.profile_max_age_days)
     return open_store(runtime.profile_store, runtime.home_path, retention)
+
+
+def open_checked(runtime) -> ProfileStore | None:
+    """:func:`store_from_settings`, checked to answer now (the service opens its store at start)."""
+    store = store_from_settings(runtime)
+    if store is not None:
+        store.ping()
+    return store

@@ -15,17 +15,17 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from journey_stage.core.coerce import EXPECTED_ISO, AsOfError, finite_or_none, parse_as_of
-from journey_stage.core.errors import JourneyError, problem_text_too_long
+from journey_stage.core.coerce import EXPECTED_ISO, AsOfError, parse_as_of
+from journey_stage.core.errors import JourneyError, ProfileStoreError, problem_text_too_long
 from journey_stage.core.events import MAX_TEXT_CHARS
 from journey_stage.core.runtime import RuntimeSettings
-from journey_stage.serving.schemas import ErrorResponse, Metadata, ModelInfo, PredictResponse, RequestModels, TaxonomyInfo, request_models
+from journey_stage.serving.schemas import ErrorResponse, Metadata, PredictResponse, RequestModels, request_models
 
 logger = logging.getLogger("bentoml.journey")
 
@@ -125,6 +125,7 @@ class Scorer:
         self.model_folder = model_folder  # an embedded model (a Bento's): loaded from disk, no registry
         self.predictor: Any = None
         self.playbook: Any = None
+        self.store: Any = None  # the profile store (JOURNEY_PROFILE_STORE); None when profiles are off
         self.load_error: str | None = None
 
     @property
@@ -139,6 +140,7 @@ class Scorer:
     def load(self) -> None:
         from journey_stage.model.playbook import load_playbook
         from journey_stage.model.registry import load_predictor
+        from journey_stage.serving.profiles import open_checked
 
         uri = self.model_folder or self.settings.model_uri
         t0 = time.time()
@@ -148,6 +150,7 @@ class Scorer:
                 predictor.info["alias"] = self.settings.model_alias
             playbook = load_playbook()
             self._warm_up(predictor, playbook)
+            store = open_checked(self.settings)
         except JourneyError as exc:
             self.load_error = str(exc)
             logger.error("journey service: %s", exc)
@@ -161,6 +164,7 @@ class Scorer:
         gc.collect()
         gc.freeze()
         self.playbook = playbook
+        self.store = store
         self.predictor = predictor
         logger.info(
             "journey service: loaded %s (%s v%s) in %.1fs",
@@ -177,13 +181,15 @@ class Scorer:
 
     def predict(self, customers: Sequence[Any], as_of: str | None) -> list[dict]:
         """:func:`score_request` with the loaded model; :class:`RequestProblems` when invalid."""
-        return score_request(self.predictor, customers, as_of, self.playbook)
+        return score_request(self.predictor, customers, as_of, self.playbook, self.store)
 
     def answer(self, customers: Sequence[Any], as_of: str | None) -> bytes:
         """The JSON body of a 200 answer (:class:`PredictResponse`), built off the event loop."""
         return PredictResponse.model_validate({"predictions": self.predict(customers, as_of)}).model_dump_json().encode()
 
     def metadata(self) -> Metadata:
+        from journey_stage.serving.metadata import metadata_of
+
         return metadata_of(self.predictor, self.settings)
 
 
@@ -206,13 +212,15 @@ def request_as_of(as_of: str | None) -> pd.Timestamp:
     return parsed if parsed is not None else pd.Timestamp.now(tz="UTC").floor("us")
 
 
-def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, playbook: Any = None) -> list[dict]:
+def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, playbook: Any = None, store: Any = None) -> list[dict]:
     """Records of SPEC 8 (plus ``warnings``) for the customers of one request (``CustomerIn``
-    objects), in request order."""
+    objects), in request order. With a profile ``store``, each customer's stored history is
+    merged with the events sent (a customer may come without events: its stored history answers)."""
     t = request_as_of(as_of)
     ids = _unique_ids(customers)
+    _events_or_store(customers, store)
     warnings: list[list[dict]] = [[] for _ in customers]
-    records, eligible = _score_customers(predictor, customers, ids, t, warnings, playbook)
+    records, eligible = _score_customers(predictor, customers, ids, t, warnings, playbook, store)
     as_of_iso = _iso(t)
     model = predictor.identity() | {"alias": predictor.info.get("alias")}
     out = []
@@ -250,31 +258,88 @@ def _unique_ids(customers: Sequence[Any]) -> list[str]:
     return ids
 
 
+def read_history(store: Any, ids: list[str]) -> list[tuple]:
+    """The stored events of ``ids`` as canonical row tuples; 503 (:class:`RequestProblems`) when the store fails."""
+    try:
+        return store.history_rows(ids)
+    except ProfileStoreError as exc:
+        raise store_unavailable(exc) from None
+
+
+def store_unavailable(exc: Any) -> RequestProblems:
+    """A 503 for a profile store that failed (the message names the store, never its password)."""
+    return RequestProblems(503, f"the profile store is unavailable: {exc.message}", [], "retry later; the service log says why (JOURNEY_PROFILE_STORE).")
+
+
+def _events_or_store(customers: Sequence[Any], store: Any) -> None:
+    """400 for customers sent without events when there is no profile store to read them from."""
+    missing = [] if store is not None else [{"path": f"customers[{i}].events", "message": "events are required: no profile store is configured (JOURNEY_PROFILE_STORE=none)",
+                "code": "missing"} for i, c in enumerate(customers) if c.events is None]
+    if missing:
+        raise RequestProblems(400, f"invalid request: {len(missing)} problem(s)", missing,
+                              "send each customer's events, or configure a profile store and load their events (POST /events).")
+
+
 def _score_customers(
-    predictor: Any, customers: Sequence[Any], ids: list[str], t: pd.Timestamp, warnings: list[list[dict]], playbook: Any
+    predictor: Any, customers: Sequence[Any], ids: list[str], t: pd.Timestamp, warnings: list[list[dict]], playbook: Any,
+    store: Any = None,
 ) -> tuple[dict[str, dict], dict[str, bool]]:
     """Scored records and eligibility by customer id; appends each customer's data warnings
-    (duplicates removed, events after ``t``) to ``warnings``."""
-    from journey_stage.core.events import canonical_records
+    (duplicates among the sent events removed, events after ``t``) to ``warnings``."""
+    from journey_stage.core.events import canonical_records, canonical_rows, merge_rows, tuples_frame
     from journey_stage.model.scoring import score_records
+    from journey_stage.serving.profiles import merge_history
 
     cust_of_row, event_of_row, records = [], [], []
     for i, c in enumerate(customers):
-        for j, e in enumerate(c.events):
+        for j, e in enumerate(c.events or ()):
             cust_of_row.append(i)
             event_of_row.append(j)
             records.append((ids[i], e.timestamp, e.event_type, e.channel, e.value, e.campaign))
 
+    rows = canonical_rows(records, predictor.taxonomy)
+    if rows is not None:  # plain clean input (and the stored history): encoded without a DataFrame
+        stored = read_history(store, ids) if store is not None else []
+        return _score_rows(predictor, rows, merge_rows(rows, stored) if stored else rows, records, ids, t, warnings, playbook)
     recs_by_id: dict[str, dict] = {}
     eligible_by_id: dict[str, bool] = {}
-    if not records:
-        return recs_by_id, eligible_by_id
     events = canonical_records(records, predictor.taxonomy)  # plain clean input: no pandas costs
     if events is None:
         events = _validated_events(records, cust_of_row, event_of_row, predictor.taxonomy)
+    n_raw, n_kept = Counter(r[0] for r in records), Counter(events["customer_id"].tolist())
+    if store is not None:
+        events = merge_history(events, tuples_frame(read_history(store, ids)))
+    if events.empty:
+        return recs_by_id, eligible_by_id
     kept_ids = np.asarray(events["customer_id"].tolist(), dtype=object)
     after = events["timestamp"].array.asi8 > t.value // 1000  # microseconds, UTC
-    n_raw, n_kept, late = Counter(r[0] for r in records), Counter(kept_ids.tolist()), Counter(kept_ids[after].tolist())
+    _data_warnings(ids, n_raw, n_kept, Counter(kept_ids[after].tolist()), warnings)
+    if not after.all():
+        for rec in score_records(predictor, events, t, playbook=playbook):
+            eligible_by_id[rec["customer_id"]] = rec.pop("eligible")
+            recs_by_id[rec["customer_id"]] = rec
+    return recs_by_id, eligible_by_id
+
+
+def _score_rows(
+    predictor: Any, sent: list[tuple], rows: list[tuple], records: list[tuple], ids: list[str], t: pd.Timestamp,
+    warnings: list[list[dict]], playbook: Any,
+) -> tuple[dict[str, dict], dict[str, bool]]:
+    """:func:`_score_customers` on canonical ``rows`` (the canonical ``sent`` rows of
+    :func:`journey_stage.core.events.canonical_rows`, merged with the stored ones), encoded
+    without a DataFrame (a test compares the answers with the DataFrame path's)."""
+    from journey_stage.features.encode import encode_rows
+    from journey_stage.model.scoring import score_records
+
+    late = Counter(r[0] for r in rows if r[1] > t.value // 1000)  # microseconds, UTC
+    _data_warnings(ids, Counter(r[0] for r in records), Counter(r[0] for r in sent), late, warnings)
+    scored = score_records(predictor, encode_rows(rows, predictor.taxonomy), t, playbook=playbook) if sum(late.values()) < len(rows) else []
+    eligible_by_id = {rec["customer_id"]: rec.pop("eligible") for rec in scored}
+    return {rec["customer_id"]: rec for rec in scored}, eligible_by_id
+
+
+def _data_warnings(ids: list[str], n_raw: Counter, n_kept: Counter, late: Counter, warnings: list[list[dict]]) -> None:
+    """Appends each customer's data warnings: duplicates among the sent events removed, events after as_of."""
     for i, cid in enumerate(ids):
         removed = int(n_raw.get(cid, 0) - n_kept.get(cid, 0))
         if removed:
@@ -286,11 +351,6 @@ def _score_customers(
                 "message": f"{n_late} event(s) after as_of were ignored (point-in-time scoring)",
                 "count": n_late,
             })
-    if not after.all():
-        for rec in score_records(predictor, events, t, playbook=playbook):
-            eligible_by_id[rec["customer_id"]] = rec.pop("eligible")
-            recs_by_id[rec["customer_id"]] = rec
-    return recs_by_id, eligible_by_id
 
 
 def _unscored_record(cid: str, as_of_iso: str, model: dict) -> dict:
@@ -302,7 +362,8 @@ def _unscored_record(cid: str, as_of_iso: str, model: dict) -> dict:
     }
 
 
-def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row: list[int], taxonomy: Any) -> pd.DataFrame:
+def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row: list[int], taxonomy: Any,
+                      path_of: Callable[[int, int, str], str] | None = None) -> pd.DataFrame:
     """The general validation path (the one batch files take); its problems become field-level 400s
     (the first :data:`MAX_PROBLEMS_SHOWN` listed, every one counted)."""
     from journey_stage.core.errors import where
@@ -321,7 +382,10 @@ def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row
     problems = []
     for p in result.problems[:MAX_PROBLEMS_SHOWN]:
         i, j = cust_of_row[p.row - 1], event_of_row[p.row - 1]
-        path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
+        if path_of is not None:
+            path = path_of(i, j, p.column)
+        else:
+            path = f"customers[{i}].customer_id" if p.column == "customer_id" else f"customers[{i}].events[{j}].{p.column}"
         prefix = f"{where('request', p.row, p.column)}: "
         msg = p.message[len(prefix):] if p.message.startswith(prefix) else p.message
         problems.append({"path": path, "message": msg, "code": p.code})
@@ -332,33 +396,3 @@ def _iso(t: pd.Timestamp) -> str:
     from journey_stage.features.encode import from_us, to_us
 
     return from_us(to_us(t)).isoformat()
-
-
-# ---- metadata ----------------------------------------------------------------------------------
-
-def metadata_of(predictor: Any, settings: RuntimeSettings) -> Metadata:
-    """``GET /metadata`` for the loaded ``predictor`` under the service's ``settings``."""
-    info = predictor.info
-    tax = predictor.taxonomy
-    tasks = {t: "trained" for t in predictor.models} | {t: f"skipped: {why}" for t, why in predictor.skipped.items()}
-    return Metadata(
-        model=ModelInfo(
-            name=str(info.get("name", "")), version=str(info.get("version", "")), alias=info.get("alias"), served=predictor.served,
-            uri=str(info.get("uri", settings.model_uri)),
-        ),
-        taxonomy=TaxonomyInfo(
-            name=tax.name, description=tax.description or "", stages=tax.stages,
-            event_types={e: tax.role_stage[r] for e, r in sorted(tax.event_role.items())},
-            conversion_events=sorted(tax.conversion_events),
-        ),
-        training_data=dict(info.get("dataset", {})),
-        test_metrics={k: finite_or_none(v) for k, v in info.get("test_metrics", {}).items()},
-        tasks=tasks,
-        feature_version=str(predictor.feature_version),
-        horizons_days={k: float(v) for k, v in predictor.settings.horizons.model_dump().items()},
-        limits={
-            "max_customers": settings.max_customers, "max_events": settings.max_events, "max_body_bytes": settings.max_body_bytes,
-            "max_concurrency": settings.max_concurrency, "timeout_s": settings.timeout_s,
-        },
-        auth_required=settings.token is not None,
-    )

@@ -25,7 +25,10 @@ METADATA_PATH = "/metadata"
 DOCS_PATH = "/docs.json"
 METRICS_PATH = "/metrics"
 PROBE_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
+EVENTS_PATH = "/events"
+CUSTOMERS_PREFIX = "/customers/"  # GET /customers/{customer_id}/events, DELETE /customers/{customer_id}
 PREDICT_STATE_KEY = "journey.predict_request"  # ASGI scope state: the body the middleware validated
+EVENTS_STATE_KEY = "journey.events_request"
 
 # ---- request ---------------------------------------------------------------------------------
 
@@ -73,6 +76,7 @@ class RequestModels:
     max_events: int  # JOURNEY_MAX_EVENTS: events per customer
     customer: type[BaseModel]  # CustomerIn
     request: type[bentoml.IODescriptor]  # PredictRequest, the API's input spec
+    events: type[bentoml.IODescriptor]  # EventsRequest, the body of POST /events (at most max_events events)
 
 
 def request_models(limits: RuntimeSettings) -> RequestModels:
@@ -96,11 +100,13 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
             description="Stable customer key (a string, never parsed as a number); unique within a request.",
             examples=["c1"],
         )
-        events: list[EventIn] = Field(
-            ...,
+        events: Optional[list[EventIn]] = Field(
+            None,
             max_length=max_events,
             description=f"The customer's touchpoints, at most {max_events} (JOURNEY_MAX_EVENTS). "
-            "Events after as_of are ignored and counted in the customer's warnings.",
+            "Events after as_of are ignored and counted in the customer's warnings. Leave it out to score the history "
+            "the profile store holds for this customer (POST /events); sent with a store configured, the sent events "
+            "are merged with the stored ones (exact duplicates once) for this answer only, and not stored.",
         )
 
     class PredictRequest(bentoml.IODescriptor):
@@ -134,7 +140,67 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
                 return pre
             return await super().from_http_request(request, serde)
 
-    return RequestModels(max_customers, max_events, CustomerIn, PredictRequest)
+    class EventsRequest(bentoml.IODescriptor):
+        """Body of ``POST /events``: touchpoints of any customers, in any order."""
+
+        model_config = ConfigDict(
+            extra="forbid", json_schema_extra={"example": {"events": [{"customer_id": "c1"} | EXAMPLE_EVENTS[0]]}}
+        )
+
+        events: list[ProfileEventIn] = Field(
+            ..., max_length=max_events,
+            description=f"Events to store, at most {max_events} per request (JOURNEY_MAX_EVENTS); late and out-of-order "
+            "events are fine (features use event time); exact duplicates of stored events are ignored.",
+        )
+
+        @classmethod
+        async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
+            """Reuse the body the request middleware has already validated (no second parse)."""
+            pre = request.scope.get("state", {}).get(EVENTS_STATE_KEY)
+            if isinstance(pre, cls):
+                return pre
+            return await super().from_http_request(request, serde)
+
+    return RequestModels(max_customers, max_events, CustomerIn, PredictRequest, EventsRequest)
+
+
+class ProfileEventIn(EventIn):
+    """One touchpoint of one customer, for the profile store (``POST /events``)."""
+
+    customer_id: str = Field(
+        ..., min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S", description="Stable customer key (a string).", examples=["c1"],
+    )
+
+
+class EventsAccepted(BaseModel):
+    """Body of a successful ``POST /events``."""
+
+    received: int = Field(..., description="Events in the request.")
+    stored: int = Field(..., description="Events newly stored.")
+    duplicates: int = Field(..., description="Exact duplicates (within the request or of stored events), ignored.")
+
+
+class StoredEvent(BaseModel):
+    timestamp: str = Field(..., description="ISO 8601, UTC.")
+    event_type: str
+    channel: Optional[str] = None
+    value: Optional[float] = None
+    campaign: Optional[str] = None
+
+
+class CustomerEvents(BaseModel):
+    """Body of ``GET /customers/{customer_id}/events``: the stored history in event-time order."""
+
+    customer_id: str
+    count: int
+    events: list[StoredEvent]
+
+
+class CustomerErased(BaseModel):
+    """Body of ``DELETE /customers/{customer_id}``."""
+
+    customer_id: str
+    deleted: int = Field(..., description="Stored events removed (0 when none were stored).")
 
 
 # ---- response --------------------------------------------------------------------------------

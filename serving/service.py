@@ -17,6 +17,10 @@ Endpoints
   version that answered and the alias it was resolved from.
 - ``GET /metadata``: the loaded model (name, version, alias, pinned URI), taxonomy, training data
   fingerprint, test metrics, limits.
+- Live profiles (:mod:`journey_stage.serving.ingest`): ``POST /events`` stores touchpoints in the
+  profile store; ``POST /predict`` answers customers sent without ``events`` from it (events sent
+  with a store configured are merged with the stored ones for that answer);
+  ``GET /customers/{customer_id}/events`` and ``DELETE /customers/{customer_id}``.
 - BentoML's probes ``/livez`` (``/healthz``) and ``/readyz`` (503 until the model is loaded),
   ``/metrics`` (Prometheus), and the OpenAPI document at ``/docs.json`` (UI at ``/``). Any other
   path is a JSON 404 that never reaches BentoML's metrics (no series per unknown path).
@@ -32,7 +36,9 @@ Environment (fields of :class:`~journey_stage.core.runtime.RuntimeSettings`)
   champion is that explicit restart.
 - ``JOURNEY_BENTO_MODEL``: set in a Bento built by ``journey bento``: the service loads that
   model from the Bento's own model store and never contacts a registry.
-- ``JOURNEY_API_TOKEN``: when set, ``/predict``, ``/metadata`` and ``/metrics`` need
+- ``JOURNEY_PROFILE_STORE``: the profile store (default ``profiles.db`` under ``JOURNEY_HOME``;
+  ``redis://HOST:PORT/DB``; ``none``: profiles off), opened by each worker at start.
+- ``JOURNEY_API_TOKEN``: when set, ``/predict``, ``/metadata``, ``/metrics``, ``/events`` and ``/customers/...`` need
   ``Authorization: Bearer <token>`` (401 otherwise); probes and docs stay open.
 - ``JOURNEY_MAX_CUSTOMERS`` (100), ``JOURNEY_MAX_EVENTS`` (5000 per customer),
   ``JOURNEY_MAX_BODY_BYTES`` (5 MB): exceeding one answers 413.
@@ -60,8 +66,12 @@ from starlette.responses import JSONResponse, Response
 from journey_stage.core.errors import JourneyError
 from journey_stage.core.runtime import ENV_NAMES, RuntimeSettings
 from journey_stage.serving.middleware import JourneyMiddleware, KnownPaths, ScoringQueue
+from journey_stage.serving import ingest
 from journey_stage.serving.requests import RequestProblems, Scorer, error_body
-from journey_stage.serving.schemas import METADATA_PATH, PREDICT_PATH, ErrorResponse, Metadata, PredictResponse, request_models
+from journey_stage.serving.schemas import (
+    CUSTOMERS_PREFIX, EVENTS_PATH, METADATA_PATH, PREDICT_PATH, CustomerErased, CustomerEvents, ErrorResponse, EventsAccepted, Metadata,
+    PredictResponse, ProfileEventIn, request_models,
+)
 
 NOT_READY = "the model is not loaded yet"
 
@@ -76,6 +86,24 @@ def _answer(ctx: Any, status: int, body: dict, headers: Optional[dict] = None) -
 def _not_ready(scorer: Scorer, ctx: Any = None) -> JSONResponse:
     hint = scorer.load_error or "retry when GET /readyz answers 200."
     return _answer(ctx, 503, error_body(NOT_READY, hint), {"Retry-After": "5"})
+
+
+NO_STORE = "profiles are off: no profile store is configured (JOURNEY_PROFILE_STORE=none)"
+NO_STORE_HINT = "send each customer's events to POST /predict, or configure a profile store and restart the service."
+STORE_ANSWERS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+async def _with_store(scorer: Scorer, queue: ScoringQueue, fn: Any, *args: Any) -> Any:
+    """``fn(store, *args)`` on the scoring thread, or the JSON error answer (not ready, profiles off,
+    the store failing)."""
+    if not scorer.ready:
+        return _not_ready(scorer)
+    if scorer.store is None:
+        return _answer(None, 404, error_body(NO_STORE, NO_STORE_HINT))
+    try:
+        return await queue.run(fn, scorer.store, *args)
+    except RequestProblems as exc:
+        return _answer(None, exc.status, exc.body())
 
 
 def pin_model(settings: RuntimeSettings) -> None:
@@ -112,7 +140,7 @@ def build_service(settings: RuntimeSettings) -> Any:
     """The BentoML service class for ``settings``: workers, timeout, request models (limits as
     ``maxItems``), middleware (token, load limits, body limit) and model URI all come from it."""
     models = request_models(settings)
-    CustomerIn, PredictRequest = models.customer, models.request  # noqa: N806 - classes
+    CustomerIn, PredictRequest, EventsRequest = models.customer, models.request, models.events  # noqa: N806 - classes
     meta_app = FastAPI(title="journey metadata", docs_url=None, redoc_url=None, openapi_url=None)
     queue = ScoringQueue(settings.queue_length, settings.queue_wait_ms)  # the worker's scoring thread
     # JOURNEY_MAX_CONCURRENCY is enforced by JourneyMiddleware (429 with Retry-After), not by BentoML.
@@ -149,6 +177,24 @@ def build_service(settings: RuntimeSettings) -> Any:
             except RequestProblems as exc:
                 return _answer(ctx, exc.status, exc.body())
             return Response(body, media_type="application/json")
+
+        @bentoml.api(route=EVENTS_PATH, input_spec=EventsRequest)
+        async def events(self, ctx: bentoml.Context, events: list[ProfileEventIn]) -> EventsAccepted:
+            """Store touchpoints in the profile store (validated like /predict events; late and out-of-order events are fine; exact duplicates ignored), for predictions by customer id."""
+            answer = await _with_store(self.scorer, queue, ingest.ingest, events, self.scorer.predictor and self.scorer.predictor.taxonomy)
+            if isinstance(answer, Response):
+                ctx.response.status_code = answer.status_code
+            return answer
+
+        @meta_app.get(CUSTOMERS_PREFIX + "{customer_id:path}/events", response_model=CustomerEvents, responses=STORE_ANSWERS,
+                      summary="The stored events of one customer, in event-time order")
+        async def customer_events(self, customer_id: str) -> CustomerEvents:
+            return await _with_store(self.scorer, queue, ingest.customer_events, customer_id)
+
+        @meta_app.delete(CUSTOMERS_PREFIX + "{customer_id:path}", response_model=CustomerErased, responses=STORE_ANSWERS,
+                         summary="Erase every stored event of one customer")
+        async def erase_customer(self, customer_id: str) -> CustomerErased:
+            return await _with_store(self.scorer, queue, ingest.erase, customer_id)
 
         @meta_app.get(
             METADATA_PATH,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
 import pytest
 
 from processes import descendants, free_port, stop_process_group  # noqa: F401 - tests import them from here
@@ -204,6 +207,43 @@ def worker_pids(proc: subprocess.Popen) -> list[int]:
 
 
 # ---- request bodies and server-side counts ---------------------------------------------------
+
+def payload_of(events: pd.DataFrame, ids: list[str]) -> list[dict]:
+    """Request customers (in the order of ``ids``) from canonical events, events shuffled."""
+    out = []
+    rng = random.Random(0)
+    for cid in ids:
+        rows = events[events["customer_id"] == cid]
+        evs = [
+            {
+                "timestamp": ts.isoformat(),
+                "event_type": et,
+                "channel": None if pd.isna(ch) else ch,
+                "value": None if pd.isna(v) else float(v),
+                "campaign": None if pd.isna(cp) else cp,
+            }
+            for ts, et, ch, v, cp in zip(rows["timestamp"], rows["event_type"], rows["channel"], rows["value"], rows["campaign"])
+        ]
+        rng.shuffle(evs)
+        out.append({"customer_id": cid, "events": evs})
+    return out
+
+
+def assert_close(http, py, path="$"):
+    if isinstance(py, float) or isinstance(http, float):
+        assert http is not None and py is not None, f"{path}: {http!r} != {py!r}"
+        assert math.isclose(http, py, rel_tol=0, abs_tol=1e-9), f"{path}: {http!r} != {py!r}"
+    elif isinstance(py, dict):
+        assert isinstance(http, dict) and set(http) == set(py), f"{path}: keys {sorted(http)} != {sorted(py)}"
+        for k in py:
+            assert_close(http[k], py[k], f"{path}.{k}")
+    elif isinstance(py, list):
+        assert isinstance(http, list) and len(http) == len(py), f"{path}: {http!r} != {py!r}"
+        for i, (a, b) in enumerate(zip(http, py)):
+            assert_close(a, b, f"{path}[{i}]")
+    else:
+        assert http == py, f"{path}: {http!r} != {py!r}"
+
 
 def history_body(model: ServiceModel, n_events: int = 200, customer_id: str = "load-1") -> bytes:
     """A ``/predict`` body: one customer with ``n_events`` events (the longest synthetic history,

@@ -118,3 +118,27 @@ def test_iso_us_is_pandas_iso8601_parse_or_none(text):
         return
     ts = pd.to_datetime(pd.Series([text.strip()]), utc=True, errors="coerce", format="ISO8601").iloc[0]
     assert not pd.isna(ts) and ts.value // 1000 == us
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(timestamps, st.just("2025-03-01T10:00:00Z\n2025-03-02"), st.just("2025-03-01\n")), min_size=1, max_size=8))
+def test_many_timestamps_at_once_equal_one_at_a_time(texts):
+    """canonical_rows checks the timestamp pattern once on all texts joined: the same answers as
+    :func:`iso_us` one by one (None as soon as one text is not plain)."""
+    from journey_stage.core.events import _iso_us_many
+
+    one = [iso_us(t) for t in texts]
+    assert _iso_us_many(tuple(texts)) == (None if None in one else one)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records)
+def test_canonical_rows_are_the_rows_of_the_canonical_frame(recs):
+    from journey_stage.core.events import canonical_rows, tuples_frame
+
+    rows = canonical_rows(recs, TAX)
+    frame = canonical_records(recs, TAX)
+    assert (rows is None) == (frame is None)
+    if rows is not None:
+        pd.testing.assert_frame_equal(tuples_frame(rows), frame)
+        assert len(set(rows)) == len(rows) and all(isinstance(r[1], int) for r in rows)  # no duplicates, microseconds

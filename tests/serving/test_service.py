@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving_fixtures import AS_OF, run_service, service_model  # noqa: F401 (fixture)
+from serving_fixtures import AS_OF, assert_close, payload_of, run_service, service_model  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -53,27 +53,6 @@ def events(service_model):  # noqa: F811
     return pd.read_parquet(service_model.events_path)
 
 
-def payload_of(events: pd.DataFrame, ids: list[str]) -> list[dict]:
-    """Request customers (in the order of ``ids``) from canonical events, events shuffled."""
-    out = []
-    rng = random.Random(0)
-    for cid in ids:
-        rows = events[events["customer_id"] == cid]
-        evs = [
-            {
-                "timestamp": ts.isoformat(),
-                "event_type": et,
-                "channel": None if pd.isna(ch) else ch,
-                "value": None if pd.isna(v) else float(v),
-                "campaign": None if pd.isna(cp) else cp,
-            }
-            for ts, et, ch, v, cp in zip(rows["timestamp"], rows["event_type"], rows["channel"], rows["value"], rows["campaign"])
-        ]
-        rng.shuffle(evs)
-        out.append({"customer_id": cid, "events": evs})
-    return out
-
-
 @pytest.fixture(scope="module")
 def chosen(events):
     """Customers active before AS_OF: some converted before it, some not, some with later events."""
@@ -97,22 +76,6 @@ def python_records(predictor, events, ids, as_of):
 
     frame = score_events(predictor, events[events["customer_id"].isin(ids)], as_of, eligible_only=False, reasons=True)
     return {r["customer_id"]: r for r in to_records(frame, predictor)}
-
-
-def assert_close(http, py, path="$"):
-    if isinstance(py, float) or isinstance(http, float):
-        assert http is not None and py is not None, f"{path}: {http!r} != {py!r}"
-        assert math.isclose(http, py, rel_tol=0, abs_tol=1e-9), f"{path}: {http!r} != {py!r}"
-    elif isinstance(py, dict):
-        assert isinstance(http, dict) and set(http) == set(py), f"{path}: keys {sorted(http)} != {sorted(py)}"
-        for k in py:
-            assert_close(http[k], py[k], f"{path}.{k}")
-    elif isinstance(py, list):
-        assert isinstance(http, list) and len(http) == len(py), f"{path}: {http!r} != {py!r}"
-        for i, (a, b) in enumerate(zip(http, py)):
-            assert_close(a, b, f"{path}[{i}]")
-    else:
-        assert http == py, f"{path}: {http!r} != {py!r}"
 
 
 # ---- probes, docs, metadata ----------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""Request handling of the profile endpoints, pure Python (no BentoML, no ASGI): ``POST /events``
+(validate, store), ``GET /customers/{customer_id}/events`` and ``DELETE /customers/{customer_id}``.
+
+Events sent to ``POST /events`` are validated exactly like the events of ``POST /predict`` (the
+same request model fields, the same fast path and general validation, the same field-level 400s
+and 413 limits) and stored as canonical events; a prediction by id then reads them back through
+the one feature and scoring path (:func:`journey_stage.serving.requests.score_request`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ValidationError
+
+from journey_stage.core.errors import ProfileStoreError
+from journey_stage.serving.requests import LIMIT_ERROR_TYPES, RequestProblems, _validated_events, problems_from_validation, read_history, store_unavailable
+from journey_stage.serving.schemas import CustomerErased, CustomerEvents, EventsAccepted, RequestModels
+
+def validate_events_body(body: bytes, models: RequestModels) -> BaseModel:
+    """Parse and validate a ``POST /events`` body; :class:`RequestProblems` (400, or 413 over the
+    events limit) when invalid."""
+    try:
+        return models.events.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        problems = problems_from_validation(exc)
+        over = [p for p in problems if p["code"] in LIMIT_ERROR_TYPES]
+        if over:
+            raise RequestProblems(413, f"request exceeds a limit: at most {models.max_events} events per request", over,
+                                  "split the events into smaller requests, or raise JOURNEY_MAX_EVENTS on the server.") from None
+        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, "fix the listed fields (see /docs.json).") from None
+
+
+def ingest(store: Any, events: Sequence[Any], taxonomy: Any) -> BaseModel:
+    """Validate the events of a ``POST /events`` request (``ProfileEventIn`` objects) like
+    ``/predict`` events and store them: :class:`EventsAccepted` (exact duplicates
+    within the request or of stored events are counted, not stored)."""
+    from journey_stage.core.events import canonical_records
+
+    records = [(e.customer_id.strip(), e.timestamp, e.event_type, e.channel, e.value, e.campaign) for e in events]
+    events = canonical_records(records, taxonomy)
+    if events is None:
+        rows = list(range(len(records)))
+        events = _validated_events(records, rows, rows, taxonomy, path_of=lambda i, j, column: f"events[{j}].{column}")
+    try:
+        stored, _ = store.add(events)
+    except ProfileStoreError as exc:
+        raise store_unavailable(exc) from None
+    return EventsAccepted(received=len(records), stored=stored, duplicates=len(records) - stored)
+
+
+def customer_events(store: Any, customer_id: str) -> BaseModel:
+    """``GET /customers/{customer_id}/events``: the stored history, in event-time order."""
+    from journey_stage.core.events import merge_rows, tuples_frame
+    from journey_stage.serving.profiles import event_records
+
+    cid = customer_id.strip()
+    history = tuples_frame(merge_rows(read_history(store, [cid])))  # canonical order
+    return CustomerEvents(customer_id=cid, count=len(history), events=event_records(history))
+
+
+def erase(store: Any, customer_id: str) -> BaseModel:
+    """``DELETE /customers/{customer_id}``: every stored event of the customer removed."""
+    cid = customer_id.strip()
+    try:
+        n = store.delete(cid)
+    except ProfileStoreError as exc:
+        raise store_unavailable(exc) from None
+    return CustomerErased(customer_id=cid, deleted=n)
