@@ -25,7 +25,10 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
         STATE["runtime"] = RuntimeSettings.from_env()
 
 
-def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None):
+def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None, settings=None):
+    """Validated events (rejects written, duplicates said) and the taxonomy; with training
+    ``settings``, a log over ``eval_customers_cap`` customers is read for the sampled customers only
+    (:func:`journey_stage.training.sampling.read_training_events`): ``(result, tax, sample)``."""
     from journey_stage.core import io
     from journey_stage.core.events import Validated
 
@@ -40,13 +43,19 @@ def _read(events: Path, tax, rejects: Path | None, unknown_stage: str | None):
         for f in event_files(events):
             types |= set(read_raw(f)["event_type"].dropna().astype(str).str.strip())
         tax = tax.with_unknown(sorted(t for t in types if t and t not in tax.event_role), unknown_stage)
-    result: Validated = io.read_events(events, tax, allow_rejects=rejects is not None)
+    sample = None
+    if settings is not None:
+        from journey_stage.training.sampling import read_training_events
+
+        result, sample = read_training_events(events, tax, settings, allow_rejects=rejects is not None)
+    else:
+        result: Validated = io.read_events(events, tax, allow_rejects=rejects is not None)
     if rejects is not None:
         io.write_table(result.rejects, rejects)
         console.print(f"{result.n_problems} problem(s) in {len(result.rejects)} row(s) written to {rejects}")
     if result.duplicates_removed:
         console.print(f"{result.duplicates_removed} exact duplicate event(s) removed")
-    return result, tax
+    return (result, tax, sample) if settings is not None else (result, tax)
 
 
 @app.command()
@@ -125,7 +134,7 @@ def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | 
     from journey_stage.training.pipeline import train_and_evaluate
     from journey_stage.training.report import write_report
 
-    result, tax = _read(events, tax, rejects, unknown_stage)
+    result, tax, sample = _read(events, tax, rejects, unknown_stage, settings)
     with progress_bar() as bar:
         tasks = {}
 
@@ -135,7 +144,7 @@ def run_training(events: Path, tax, settings, report_dir: Path, rejects: Path | 
             bar.update(tasks[stage], completed=i)
 
         enc = encode(result.events, tax)
-        outcome = train_and_evaluate(result.events, tax, settings, progress=progress, encoded=enc)
+        outcome = train_and_evaluate(result.events, tax, settings, progress=progress, encoded=enc, sample=sample)
     for m in outcome.messages:
         console.print(f"[yellow]note:[/] {m}", highlight=False)
     name = model_name or settings.model_name

@@ -138,6 +138,13 @@ class Settings(BaseModel):
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(100, ge=1)
     max_train_rows: int = Field(100_000, ge=1000, description="training rows are sampled down to this many")
+    eval_customers_cap: int | None = Field(
+        200_000, ge=1000,
+        description="a log with more customers trains and evaluates on this many, sampled whole (every event of a "
+        "customer or none) by a stable hash of customer_id (training/sampling.py); validation and test slices, and so "
+        "calibration, early stopping and the bootstrap, follow the cap, not the log; a Parquet log is read for the "
+        "sampled customers only; None = every customer (report.json: 'sample' and tasks.<task>.sampled)",
+    )
     bootstrap_rounds: int = Field(200, ge=0, description="bootstrap resamples over customers for 95% intervals")
     seed: int = 0
     n_jobs: int = Field(1, ge=1, description="LightGBM threads (1 avoids OpenMP oversubscription on shared machines)")
@@ -145,7 +152,7 @@ class Settings(BaseModel):
     # registry
     model_name: str = "journey-stage"
 
-    @field_validator("eligibility_days", mode="before")
+    @field_validator("eligibility_days", "eval_customers_cap", mode="before")
     @classmethod
     def _none_word(cls, v: Any) -> Any:
         if isinstance(v, str) and v.strip().lower() == "none":
@@ -178,7 +185,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _deep_merge(out[k], v)
-        elif v is not None or k in ("eligibility_days", "test_from", "warmup_days", "unknown_stage", "outcomes_recorded_from"):
+        elif v is not None or k in ("eligibility_days", "test_from", "warmup_days", "unknown_stage", "outcomes_recorded_from", "eval_customers_cap"):
             out[k] = v
     return out
 

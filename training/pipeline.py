@@ -23,6 +23,7 @@ from journey_stage.training.crossfit import fit_task_crossfit
 from journey_stage.training.evaluate import HeldOut, TaskEval, evaluate_binary, evaluate_stage
 from journey_stage.training.fallback import choose_served
 from journey_stage.training.models import fit_logistic, fit_task
+from journey_stage.training.sampling import CustomerSample, sample_events
 from journey_stage.model.predictor import JourneyPredictor
 
 __all__ = ["TaskEval", "TrainOutcome", "HeldOut", "train_and_evaluate", "fit_and_evaluate", "evaluate_stage",
@@ -62,7 +63,14 @@ def train_and_evaluate(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     encoded: EncodedEvents | None = None,
+    sample: CustomerSample | None = None,
 ) -> TrainOutcome:
+    """Snapshots, one model per task, baselines and test metrics. Above ``eval_customers_cap``
+    customers the run uses a sample of whole customers (:mod:`journey_stage.training.sampling`);
+    ``sample``: what :func:`~journey_stage.training.sampling.read_training_events` already sampled."""
+    events, in_memory = sample_events(events, settings)
+    if in_memory is not None:  # sampled here: ``encoded`` holds every customer
+        sample, encoded = in_memory, None
     enc = encoded if encoded is not None else encode(events, taxonomy)
     plan = plan_cutoffs(enc, settings)
     if not any(s.usable for s in plan.tasks.values()):
@@ -73,7 +81,7 @@ def train_and_evaluate(
         enc, plan, settings, sample_train_rows=settings.max_train_rows,
         progress=(lambda i, n: progress("snapshots", i, n)) if progress else None,
     )
-    messages: list[str] = []
+    messages: list[str] = [sample_message(sample)] if sample is not None else []
     models, fallbacks, skipped, evals = {}, {}, {}, {}
     report_tasks: dict[str, dict] = {}
     for k, task in enumerate(TASKS):
@@ -104,12 +112,26 @@ def train_and_evaluate(
                             f"serving the rule, calibrated")
         res["test_cutoffs"] = [from_us(t).isoformat() for t in split.test]
         res["train_rows"], res["validation_rows"] = int(len(tr)), int(len(va))
+        res["rows"] = {"train": int(len(tr)), "validation": int(len(va)), "test": int(len(te))}
+        res["sampled"] = sampled_rows(sample, len(va), len(te))
         report_tasks[task] = facts | {"protocol_detail": split.describe()} | res
     if progress:
         progress("models", len(TASKS), len(TASKS))
     fp = fingerprint(events)
-    report = {
+    report = _report(fp, taxonomy, settings, plan, report_tasks, messages, len(snaps.names), sample)
+    predictor = JourneyPredictor(
+        taxonomy=taxonomy, settings=settings, feature_names=snaps.names, models=models, skipped=skipped,
+        info={"dataset": fp, "test_metrics": headline_metrics(report)}, fallbacks=fallbacks,
+    )
+    return TrainOutcome(predictor, report, evals, plan, snaps, messages)
+
+
+def _report(fp: dict, taxonomy: Taxonomy, settings: Settings, plan: CutoffPlan, report_tasks: dict, messages: list[str],
+            n_features: int, sample: CustomerSample | None) -> dict:
+    return {
         "dataset": fp,
+        "sample": sample.describe() if sample is not None else
+        {"applied": False, "customers_cap": settings.eval_customers_cap, "customers": fp["customers"]},
         "settings": {
             "taxonomy": taxonomy.name,
             "horizons_days": settings.horizons.model_dump(),
@@ -118,13 +140,24 @@ def train_and_evaluate(
         "cutoffs": plan.describe(),
         "tasks": {task: report_tasks[task] for task in TASKS},
         "messages": messages,
-        "feature_count": len(snaps.names),
+        "feature_count": n_features,
     }
-    predictor = JourneyPredictor(
-        taxonomy=taxonomy, settings=settings, feature_names=snaps.names, models=models, skipped=skipped,
-        info={"dataset": fp, "test_metrics": headline_metrics(report)}, fallbacks=fallbacks,
-    )
-    return TrainOutcome(predictor, report, evals, plan, snaps, messages)
+
+
+def sample_message(sample: CustomerSample) -> str:
+    return (f"trained and evaluated on {len(sample.customers):,} of {sample.customers_total:,} customers "
+            f"({sample.events_read:,} of {sample.events_total:,} events; eval_customers_cap {sample.cap:,}), sampled whole "
+            f"by a hash of customer_id: the intervals are over the sampled test customers")
+
+
+def sampled_rows(sample: CustomerSample | None, validation: int, test: int) -> dict | None:
+    """A task's validation and test rows in the sample and, estimated by the customer fraction, in the whole log."""
+    if sample is None:
+        return None
+    f = sample.fraction
+    return {"customers": int(len(sample.customers)), "customers_total": sample.customers_total, "fraction": round(f, 6),
+            "validation_rows": int(validation), "test_rows": int(test),
+            "validation_rows_full_estimate": int(round(validation / f)), "test_rows_full_estimate": int(round(test / f))}
 
 
 def no_cutoffs(plan: CutoffPlan, settings: Settings) -> JourneyError:

@@ -153,11 +153,15 @@ def render_html(report: dict, plots: dict[str, bytes]) -> str:
         for k, v in plots.items()
     )
     ds = report["dataset"]
+    sm = report.get("sample") or {}
+    sampled = (f" A sample of {sm['customers']:,} of {sm['customers_total']:,} customers ({sm['events']:,} of {sm['events_total']:,} events), "
+               f"whole customers chosen by a hash of customer_id (eval_customers_cap {sm['customers_cap']:,}); every test figure and "
+               f"interval is over the sample." if sm.get("applied") else "")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Journey model report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 figure{{display:inline-block;margin:8px}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style></head><body>
 <h1>Journey stage model report</h1>
-<p>Data: {ds['events']:,} events, {ds['customers']:,} customers, {ds['start']} .. {ds['end']} (fingerprint {ds['fingerprint']}).
+<p>Data: {ds['events']:,} events, {ds['customers']:,} customers, {ds['start']} .. {ds['end']} (fingerprint {ds['fingerprint']}).{html.escape(sampled)}
 Taxonomy: {html.escape(report['settings']['taxonomy'])}; horizons (days): {html.escape(json.dumps(report['settings']['horizons_days']))}.</p>
 <h2>Test metrics (model vs baselines, 95% bootstrap interval over customers)</h2>
 <table><tr><th>task</th><th>protocol</th><th>n test</th><th>model</th><th>metric</th><th>value</th><th>baselines</th><th>served</th></tr>{''.join(rows)}</table>

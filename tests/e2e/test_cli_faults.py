@@ -97,3 +97,25 @@ def test_an_unexpected_error_is_one_line_unless_debug(tmp_path):
     bad.write_bytes(b"\xff\xfe not toml")
     proc = journey(["validate", "--events", str(tmp_path / "x.csv"), "--taxonomy", str(bad)], tmp_path)
     one_line_error(proc)
+
+
+def test_train_over_the_customer_cap_reads_and_reports_a_sample(tmp_path):
+    """`journey train` on a Parquet log with more customers than eval_customers_cap reads only the
+    sampled customers' events and says so, on the console and in report.json."""
+    import json
+
+    import pandas as pd
+
+    events_file = tmp_path / "events.parquet"
+    generate_events(1300, seed=5).to_parquet(events_file, index=False)
+    config = tmp_path / "settings.toml"
+    config.write_text("eval_customers_cap = 1000\nn_estimators = 20\nbootstrap_rounds = 0\npurge_validation = false\n")
+    proc = journey(["train", "--events", str(events_file), "--config", str(config), "--report", str(tmp_path / "report")], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "trained and evaluated on 1,000 of 1,300 customers" in said, said[-2000:]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    sample = report["sample"]
+    assert sample["applied"] is True and sample["customers"] == 1000 and sample["customers_total"] == 1300
+    n_all = len(pd.read_parquet(events_file))
+    assert 0 < sample["events"] < n_all and sample["events_total"] == n_all
