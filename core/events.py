@@ -19,6 +19,7 @@ import pandas as pd
 
 from journey_stage.core import errors
 from journey_stage.core.errors import InputError, Problem
+from journey_stage.core.isotimes import same_spelling_us
 from journey_stage.core.taxonomy import Taxonomy
 
 REQUIRED = ("customer_id", "timestamp", "event_type")
@@ -286,10 +287,13 @@ def iso_us(text: str) -> int | None:
 
 
 def _iso_us_many(texts: tuple) -> list[int] | None:
-    """:func:`iso_us` of every text, or None when one is not a plain ISO 8601 timestamp. The
-    pattern is checked once on all texts joined by newlines (none may contain one)."""
-    if not all(type(x) is str for x in texts):
+    """:func:`iso_us` of every text, or None when one is not a plain ISO 8601 timestamp. Texts of
+    one spelling, all in range, are parsed at once (:func:`~journey_stage.core.isotimes.same_spelling_us`);
+    otherwise the pattern is checked once on all texts joined by newlines (none may contain one)."""
+    if set(map(type, texts)) - {str}:
         return None
+    if texts and (same := same_spelling_us(texts, _TIME_MIN_US, _TIME_MAX_US)) is not None:
+        return same  # one spelling, in range: parsed at once (core.isotimes)
     joined = "\n".join(texts)
     if joined.count("\n") != len(texts) - 1 or _ISO_MANY.fullmatch(joined) is None:
         return None

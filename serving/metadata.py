@@ -32,7 +32,8 @@ def metadata_of(predictor: Any, settings: RuntimeSettings) -> Metadata:
         horizons_days={k: float(v) for k, v in predictor.settings.horizons.model_dump().items()},
         limits={
             "max_customers": settings.max_customers, "max_events": settings.max_events, "max_body_bytes": settings.max_body_bytes,
-            "max_concurrency": settings.max_concurrency, "timeout_s": settings.timeout_s,
+            "max_concurrency": settings.max_concurrency, "queue_length": settings.queue_length, "queue_wait_ms": settings.queue_wait_ms,
+            "timeout_s": settings.timeout_s, "workers": settings.workers,
         },
         auth_required=settings.token is not None,
     )

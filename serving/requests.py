@@ -290,13 +290,7 @@ def _score_customers(
     from journey_stage.model.scoring import score_records
     from journey_stage.serving.profiles import merge_history
 
-    cust_of_row, event_of_row, records = [], [], []
-    for i, c in enumerate(customers):
-        for j, e in enumerate(c.events or ()):
-            cust_of_row.append(i)
-            event_of_row.append(j)
-            records.append((ids[i], e.timestamp, e.event_type, e.channel, e.value, e.campaign))
-
+    records = [(ids[i], e.timestamp, e.event_type, e.channel, e.value, e.campaign) for i, c in enumerate(customers) for e in c.events or ()]
     rows = canonical_rows(records, predictor.taxonomy)
     if rows is not None:  # plain clean input (and the stored history): encoded without a DataFrame
         stored = read_history(store, ids) if store is not None else []
@@ -304,8 +298,9 @@ def _score_customers(
     recs_by_id: dict[str, dict] = {}
     eligible_by_id: dict[str, bool] = {}
     events = canonical_records(records, predictor.taxonomy)  # plain clean input: no pandas costs
-    if events is None:
-        events = _validated_events(records, cust_of_row, event_of_row, predictor.taxonomy)
+    if events is None:  # where each record came from: customers[i].events[j]
+        at = [(i, j) for i, c in enumerate(customers) for j in range(len(c.events or ()))]
+        events = _validated_events(records, [i for i, _ in at], [j for _, j in at], predictor.taxonomy)
     n_raw, n_kept = Counter(r[0] for r in records), Counter(events["customer_id"].tolist())
     if store is not None:
         events = merge_history(events, tuples_frame(read_history(store, ids)))

@@ -318,5 +318,5 @@ class Metadata(BaseModel):
     tasks: dict[str, str] = Field(..., description="task -> 'trained' or why it was skipped.")
     feature_version: str
     horizons_days: dict[str, float]
-    limits: dict[str, int] = Field(..., description="max_customers, max_events (per customer), max_body_bytes, max_concurrency, timeout_s.")
+    limits: dict[str, int] = Field(..., description="max_customers, max_events (per customer), max_body_bytes, max_concurrency, queue_length and queue_wait_ms (per worker), timeout_s, workers.")
     auth_required: bool = Field(..., description="Whether a bearer token is required (JOURNEY_API_TOKEN).")

@@ -131,6 +131,44 @@ def test_many_timestamps_at_once_equal_one_at_a_time(texts):
     assert _iso_us_many(tuple(texts)) == (None if None in one else one)
 
 
+# one spelling for all texts (digits free, so impossible dates and times too), as the service gets them
+def _spelled(sep: str, frac: int, zone: str):
+    return st.builds(
+        lambda y, mo, d, h, mi, s, f: f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}" + (f".{f:0{frac}d}" if frac else "") + zone,
+        st.one_of(st.integers(1970, 2100), st.integers(0, 9999)), st.integers(0, 19), st.integers(0, 39), st.integers(0, 29),
+        st.integers(0, 69), st.integers(0, 69), st.integers(0, 10**frac - 1 if frac else 0),
+    )
+
+
+same_spelling = st.tuples(st.sampled_from(["T", " "]), st.integers(0, 6),
+                          st.sampled_from(["", "Z", "+01:00", "-05:30", "+14:00", "+00:00", "+23:59", "-23:59", "+0100", "+01"]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(same_spelling.flatmap(lambda sp: st.lists(st.one_of(_spelled(*sp), timestamps) if sp[1] == 3 else _spelled(*sp), min_size=1, max_size=12)))
+def test_same_spelling_at_once_equals_iso_us_one_at_a_time(texts):
+    """core.isotimes (numpy shape check + Arrow) answers only what iso_us gives one by one, in range."""
+    from journey_stage.core.events import _TIME_MAX_US, _TIME_MIN_US, _iso_us_many
+    from journey_stage.core.isotimes import same_spelling_us
+
+    one = [iso_us(t) for t in texts]
+    fast = same_spelling_us(tuple(texts), _TIME_MIN_US, _TIME_MAX_US)
+    if fast is not None:
+        assert fast == one and all(_TIME_MIN_US <= u < _TIME_MAX_US for u in fast)
+    assert _iso_us_many(tuple(texts)) == (None if None in one else one)
+
+
+def test_same_spelling_takes_the_service_spellings():
+    from journey_stage.core.isotimes import same_spelling_us
+
+    for texts in (["2025-09-30T21:37:03+00:00", "2025-10-01T01:02:03+00:00"], ["2025-03-01T10:00:00.123Z", "2024-02-29T23:59:59.999Z"],
+                  ["2025-03-01 10:00:00", "2025-03-02 11:00:00"], ["2025-03-01T10:00:00.5-02:30"]):
+        assert same_spelling_us(tuple(texts), -2**62, 2**62) == [iso_us(t) for t in texts]
+    for texts in (["2025-03-01T10:00:00Z", "2025-03-01T10:00:00+00:00"], ["2025-02-29T10:00:00Z"], ["2025-03-01T10:00:00+0100"],
+                  ["2025-03-01"], ["2025-03-01T10:00Z"], ["2025-03-01T10:00:00Z", "2025-03-01T10:00:00z"]):
+        assert same_spelling_us(tuple(texts), -2**62, 2**62) is None
+
+
 @settings(max_examples=200, deadline=None)
 @given(records)
 def test_canonical_rows_are_the_rows_of_the_canonical_frame(recs):

@@ -116,7 +116,8 @@ def test_metadata(client, predictor):
     assert m["training_data"]["customers"] == 800
     assert "stage.macro_f1" in m["test_metrics"]
     assert m["tasks"]["stage"] == "trained"
-    assert m["limits"] == {"max_customers": 100, "max_events": 5000, "max_body_bytes": 5 * 1024 * 1024, "max_concurrency": 2, "timeout_s": 60}
+    assert m["limits"] == {"max_customers": 100, "max_events": 5000, "max_body_bytes": 5 * 1024 * 1024, "max_concurrency": 2,
+                           "queue_length": 8, "queue_wait_ms": 50, "timeout_s": 60, "workers": 1}
     assert m["auth_required"] is True
 
 
