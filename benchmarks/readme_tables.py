@@ -31,6 +31,8 @@ Sources (``benchmarks/results/``):
   below. A missing file gives a "not measured" row.
 * ``service_overload.json`` (``bench_service.py --sweep``): the HTTP overload sweep, a table of its
   own under the benchmarks table (one row per rate); missing: one "not measured" line.
+* ``profiles.json`` (``bench_profiles.py``): the live profile stores, a table of its own (one row
+  per store, rendered by ``readme_profiles.py``); missing: one "not measured" line.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ import re
 import shlex
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_profiles import profiles_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -334,7 +339,8 @@ def render_benchmarks(results: Path) -> str:
     rows += train_rows(load(results, "train.json"))
     rows += service_rows(load(results, "service.json"))
     rows += batch_rows(load(results, "batch.json"))
-    return table(["benchmark", "result", "target", "met?"], rows) + "\n\n" + overload_table(load(results, "service_overload.json"))
+    return (table(["benchmark", "result", "target", "met?"], rows) + "\n\n" + overload_table(load(results, "service_overload.json"))
+            + "\n\n" + profiles_table(load(results, "profiles.json"), NOT_MEASURED, table))
 
 
 # ---- README rewriting ----------------------------------------------------------------------------
