@@ -24,6 +24,7 @@ import functools
 import json
 import sqlite3
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
@@ -189,6 +190,12 @@ class SQLiteStore:
         if found != list(SQLITE_COLUMNS):
             raise ConfigError(f"profile store {self.path}: table 'events' has columns {found}, expected {list(SQLITE_COLUMNS)}.",
                               "point JOURNEY_PROFILE_STORE at a new file, or load the events again into an empty store.")
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")  # bounds: per customer, at least as many as it has stored (retention checks only those over)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bounds'").fetchone() is None:
+            conn.execute("CREATE TABLE bounds (customer_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID")
+            conn.execute("INSERT INTO bounds SELECT customer_id, COUNT(*) FROM events GROUP BY customer_id")  # a store from before
+        conn.execute("COMMIT")
 
     @guarded
     def ping(self) -> None:
@@ -219,24 +226,30 @@ class SQLiteStore:
             before = conn.total_changes
             _insert(conn, flat, n)
             stored = conn.total_changes - before
-            self._retain(conn, list(dict.fromkeys(columns[0])))
+            self._retain(conn, Counter(columns[0]))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return stored, n - stored
 
-    def _retain(self, conn: sqlite3.Connection, customers: list[str]) -> None:
+    def _retain(self, conn: sqlite3.Connection, added: Counter) -> None:
+        """Retention for the customers of one ``add`` (``added``: rows sent per customer). Each
+        customer's bound grows by its rows sent (stored or not, so it never falls below the
+        stored count); only customers whose bound passes ``max_events`` are counted and trimmed,
+        and their bound becomes the exact count."""
         keep, age = self.retention.max_events, self.retention.max_age_days
+        conn.executemany("INSERT INTO bounds VALUES (?, ?) ON CONFLICT (customer_id) DO UPDATE SET n = n + excluded.n", added.items())
+        customers = list(added)
         for lo in range(0, len(customers), 500):
             part = customers[lo: lo + 500]
             marks = ",".join("?" * len(part))
-            over = [r[0] for r in conn.execute(f"SELECT customer_id FROM events WHERE customer_id IN ({marks}) GROUP BY customer_id "
-                                               "HAVING COUNT(*) > ?", (*part, keep))]
+            over = [r[0] for r in conn.execute(f"SELECT customer_id FROM bounds WHERE customer_id IN ({marks}) AND n > ?", (*part, keep))]
             for c in over:
                 conn.execute("DELETE FROM events WHERE (customer_id, ts, event_type, channel, value, campaign) IN (SELECT * FROM events "
                              "WHERE customer_id = ? ORDER BY ts DESC, event_type DESC, channel DESC, value DESC, campaign DESC "
                              "LIMIT -1 OFFSET ?)", (c, keep))
+                conn.execute("UPDATE bounds SET n = (SELECT COUNT(*) FROM events WHERE customer_id = ?) WHERE customer_id = ?", (c, c))
             if age is not None:
                 conn.executemany("DELETE FROM events WHERE customer_id = ? AND ts < (SELECT MAX(ts) FROM events WHERE customer_id = ?) - ?",
                                  [(c, c, int(age * US_PER_DAY)) for c in part])
@@ -258,7 +271,16 @@ class SQLiteStore:
 
     @guarded
     def delete(self, customer_id: str) -> int:
-        return self._conn().execute("DELETE FROM events WHERE customer_id = ?", (customer_id,)).rowcount
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute("DELETE FROM events WHERE customer_id = ?", (customer_id,)).rowcount
+            conn.execute("DELETE FROM bounds WHERE customer_id = ?", (customer_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
 
     @guarded
     def count(self, customer_id: str) -> int:

@@ -58,6 +58,7 @@ def test_erasure_leaves_nothing_in_the_store(store, events, tmp_path):
     if hasattr(store, "path"):
         with sqlite3.connect(store.path) as c:
             assert c.execute("SELECT COUNT(*) FROM events WHERE customer_id = ?", (cid,)).fetchone()[0] == 0
+            assert c.execute("SELECT COUNT(*) FROM bounds WHERE customer_id = ?", (cid,)).fetchone()[0] == 0
     else:
         assert not store.client.exists(store.key(cid))
     assert store.delete(cid) == 0
@@ -86,3 +87,25 @@ def test_an_unknown_store_url_is_one_config_error(tmp_path):
 
     with pytest.raises(ConfigError):
         open_store("mongodb://x", tmp_path, Retention())
+
+
+def test_sqlite_retention_bounds_never_fall_below_the_stored_counts(tmp_path, events):
+    """Retention counts only customers whose bound (rows sent, reset to the exact count when
+    trimmed) passes the limit: the bound stays >= the stored count through duplicates, trims,
+    erasure and a store written before bounds existed (rebuilt on open)."""
+    path = tmp_path / "b.db"
+    s = open_store(f"sqlite:///{path}", tmp_path, Retention(max_events=8))
+    s.add(events)
+    s.add(events.iloc[::2])  # duplicates: bounds grow, counts do not
+    with sqlite3.connect(path) as c:
+        rows = c.execute("SELECT e.customer_id, COUNT(*), b.n FROM events e JOIN bounds b USING (customer_id) GROUP BY e.customer_id").fetchall()
+        assert rows and all(stored <= 8 and stored <= bound for _, stored, bound in rows)
+        c.execute("DROP TABLE bounds")  # a store from before bounds
+    s.close()
+    s = open_store(f"sqlite:///{path}", tmp_path, Retention(max_events=3))
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT COUNT(*) FROM bounds").fetchone()[0] == events["customer_id"].nunique()
+    s.add(events.iloc[:1])
+    cid = events["customer_id"].iloc[0]
+    assert s.count(cid) == min(3, int((events["customer_id"] == cid).sum()))
+    s.close()
