@@ -16,7 +16,7 @@
    sending window), peak RSS of the service's process tree (sampled every 0.25 s).
 
    Targets (in the JSON): p99 <= 50 ms, zero errors, peak RSS <= 1.5 GB.
-4. ``--sweep 100,200,400`` (instead of 2 and 3): the same load at each rate for ``--sweep-seconds``,
+4. ``--sweep 100,200,300,400`` (instead of 2 and 3): the same load at each rate for ``--sweep-seconds``,
    past capacity, with the service's default admission settings. Per rate: answered (200), shed
    (429/503) and their latency, timeouts, other 5xx, accepted p50/p99; and the highest swept rate
    with p99 <= 50 ms and nothing shed. Targets: shed p99 <= 100 ms, no timeout, no 5xx, accepted
@@ -30,7 +30,7 @@
 
     python benchmarks/bench_service.py                        # 100 req/s for 60 s
     python benchmarks/bench_service.py --rate 20 --seconds 10 # quick run
-    python benchmarks/bench_service.py --sweep 100,200,400 --sweep-seconds 60
+    python benchmarks/bench_service.py --sweep 100,200,300,400 --sweep-seconds 60
     python benchmarks/bench_service.py --in-process-only --in-process-calls 1000
 """
 
@@ -373,7 +373,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--in-process-out", type=Path, default=RESULTS / "service_in_process.json")
     ap.add_argument("--sequential-calls", type=int, default=100, help="HTTP requests one at a time before the load")
     ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
-    ap.add_argument("--sweep", default=None, help="overload sweep instead: comma-separated rates (requests/s), e.g. 100,200,400")
+    ap.add_argument("--sweep", default=None, help="overload sweep instead: comma-separated rates (requests/s), e.g. 100,200,300,400")
     ap.add_argument("--sweep-seconds", type=float, default=60.0, help="load window of each sweep rate")
     ap.add_argument("--sweep-out", type=Path, default=RESULTS / "service_overload.json")
     return ap.parse_args()

@@ -238,12 +238,14 @@ def features_rows(r: dict | None) -> list[list[str]]:
 def train_rows(r: dict | None) -> list[list[str]]:
     if r is None:
         return [["training, 200,000 customers (`bench_train.py`)", f"{NOT_MEASURED} (no benchmarks/results/train.json)", "<= 10 min", "—"]]
-    t = r["targets"]
+    t, sample = r["targets"], r.get("sample") or {}
+    sampled = f"; trained and evaluated on {sample['customers']:,} sampled customers" if sample.get("applied") else ""
+    memory = f", <= {t['peak_rss_gb_max']:g} GB" if "peak_rss_gb_max" in t else ""
     return [[
-        f"training, {r['customers']:,} customers / {r['events'] / 1e6:.1f}M events ({r['snapshot_rows']:,} snapshot rows)",
+        f"training, {r['customers']:,} customers / {r['events'] / 1e6:.1f}M events ({r['snapshot_rows']:,} snapshot rows{sampled})",
         f"{r['total_s_excluding_generation'] / 60:.1f} min (read + validate {r['read_validate_s']:.0f} s, train + evaluate "
         f"{r['train_evaluate_s']:.0f} s), peak {r['peak_rss_gb']:.1f} GB",
-        f"<= {t['total_s_max'] / 60:.0f} min",
+        f"<= {t['total_s_max'] / 60:.0f} min{memory}" if "total_s_max" in t else f"peak{memory}",
         yes_no(r["pass"]),
     ]]
 
@@ -300,7 +302,7 @@ def batch_rows(r: dict | None) -> list[list[str]]:
             rows.append([
                 f"batch scoring, Spark engine (local[*]), {scope if 'full' in sp else f'{n:,}-customer subset'}",
                 f"{run['wall_s']:.0f} s" + (f" ({sp['spark_over_local']:.2f}x local)" if "spark_over_local" in sp else "")
-                + f", peak {run['peak_rss_tree_gb']:.1f} GB (driver, JVM and Python workers)",
+                + f", peak {run['peak_rss_tree_gb']:.1f} GB (driver, JVM and Python workers)" + (f"; {sp['note']}" if sp.get("note") else ""),
                 "reported", "—",
             ])
     return rows
@@ -309,7 +311,7 @@ def batch_rows(r: dict | None) -> list[list[str]]:
 def overload_table(r: dict | None) -> str:
     """The HTTP overload sweep of ``bench_service.py --sweep``: one row per rate."""
     if r is None:
-        return f"HTTP overload sweep (`bench_service.py --sweep 100,200,400`): {NOT_MEASURED}."
+        return f"HTTP overload sweep (`bench_service.py --sweep 100,200,300,400`): {NOT_MEASURED}."
     c, t = r["config"], r["targets"]
     loads = [x for run in r["runs"] for x in (run["load_average_before"][0], run["load_average_after"][0])]
     rates = ",".join(f"{x:g}" for x in c["rates"])
@@ -337,6 +339,8 @@ def render_benchmarks(results: Path) -> str:
     rows += generate_rows(load(results, "generate.json"))
     rows += features_rows(load(results, "features.json"))
     rows += train_rows(load(results, "train.json"))
+    for big in ("train_1000000.json", "train_3000000.json"):  # bench_train.py --customers N (N > 200,000), when run
+        rows += train_rows(load(results, big)) if load(results, big) else []
     rows += service_rows(load(results, "service.json"))
     rows += batch_rows(load(results, "batch.json"))
     return (table(["benchmark", "result", "target", "met?"], rows) + "\n\n" + overload_table(load(results, "service_overload.json"))

@@ -275,8 +275,11 @@ _ONE_US = timedelta(microseconds=1)
 def iso_us(text: str) -> int | None:
     """Microseconds since the epoch of a plain ISO 8601 timestamp (naive = UTC), or None when the
     text is anything else (the caller then takes the general path, which parses or reports it)."""
-    if _ISO.fullmatch(text) is None:
-        return None
+    return None if _ISO.fullmatch(text) is None else _plain_us(text)
+
+
+def _plain_us(text: str) -> int | None:
+    """Microseconds since the epoch of a text that matches the plain ISO 8601 pattern (naive = UTC)."""
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
@@ -297,16 +300,8 @@ def _iso_us_many(texts: tuple) -> list[int] | None:
     joined = "\n".join(texts)
     if joined.count("\n") != len(texts) - 1 or _ISO_MANY.fullmatch(joined) is None:
         return None
-    out = []
-    for text in texts:
-        try:
-            t = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=timezone.utc)
-        out.append((t - _EPOCH) // _ONE_US)
-    return out
+    out = [_plain_us(text) for text in texts]
+    return None if None in out else out
 
 
 def _clean_text(s: object) -> bool:

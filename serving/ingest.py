@@ -11,24 +11,18 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from journey_stage.core.errors import ProfileStoreError
-from journey_stage.serving.requests import LIMIT_ERROR_TYPES, RequestProblems, _validated_events, problems_from_validation, read_history, store_unavailable
+from journey_stage.serving.requests import _validated_events, read_history, store_unavailable, validate_body
 from journey_stage.serving.schemas import CustomerErased, CustomerEvents, EventsAccepted, RequestModels
+
 
 def validate_events_body(body: bytes, models: RequestModels) -> BaseModel:
     """Parse and validate a ``POST /events`` body; :class:`RequestProblems` (400, or 413 over the
     events limit) when invalid."""
-    try:
-        return models.events.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        problems = problems_from_validation(exc)
-        over = [p for p in problems if p["code"] in LIMIT_ERROR_TYPES]
-        if over:
-            raise RequestProblems(413, f"request exceeds a limit: at most {models.max_events} events per request", over,
-                                  "split the events into smaller requests, or raise JOURNEY_MAX_EVENTS on the server.") from None
-        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, "fix the listed fields (see /docs.json).") from None
+    return validate_body(body, models.events, f"at most {models.max_events} events per request",
+                         "split the events into smaller requests, or raise JOURNEY_MAX_EVENTS on the server.")
 
 
 def ingest(store: Any, events: Sequence[Any], taxonomy: Any) -> BaseModel:

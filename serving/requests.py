@@ -96,20 +96,23 @@ def problems_from_validation(exc: ValidationError) -> list[dict]:
 def validate_request_body(body: bytes, models: RequestModels) -> BaseModel:
     """Parse and validate a ``/predict`` body as ``models.request``; :class:`RequestProblems`
     (400, or 413 over the limits of ``models``) when invalid."""
+    return validate_body(
+        body, models.request,
+        f"at most {models.max_customers} customers per request and {models.max_events} events per customer",
+        "split the request, or raise JOURNEY_MAX_CUSTOMERS / JOURNEY_MAX_EVENTS on the server.",
+    )
+
+
+def validate_body(body: bytes, model: type[BaseModel], limits: str, limit_hint: str) -> BaseModel:
+    """Parse and validate a JSON body as ``model``; :class:`RequestProblems` when invalid: 413 when
+    a list is over its limit (``limits`` says them), else 400 with every field-level problem."""
     try:
-        return models.request.model_validate_json(body or b"{}")
+        return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
         problems = problems_from_validation(exc)
         over = [p for p in problems if p["code"] in LIMIT_ERROR_TYPES]
         if over:
-            error = (
-                f"request exceeds a limit: at most {models.max_customers} customers per request "
-                f"and {models.max_events} events per customer"
-            )
-            raise RequestProblems(
-                413, error, over,
-                "split the request, or raise JOURNEY_MAX_CUSTOMERS / JOURNEY_MAX_EVENTS on the server.",
-            ) from None
+            raise RequestProblems(413, f"request exceeds a limit: {limits}", over, limit_hint) from None
         raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, "fix the listed fields (see /docs.json).") from None
 
 

@@ -137,7 +137,7 @@ MAPPED = {
     "python benchmarks/bench_features.py": ("bench", "features.json"),
     "python benchmarks/bench_train.py --customers 200000": ("bench", "train.json"),
     "python benchmarks/bench_service.py --seconds 60 --rate 100": ("bench", "service.json"),
-    "python benchmarks/bench_service.py --sweep 100,200,400 --sweep-seconds 60": ("bench", "service_overload.json"),
+    "python benchmarks/bench_service.py --sweep 100,200,300,400 --sweep-seconds 60": ("bench", "service_overload.json"),
     "python benchmarks/bench_batch.py": ("bench", "batch.json"),
     "python benchmarks/bench_profiles.py": ("bench", "profiles.json"),
 }
