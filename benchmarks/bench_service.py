@@ -137,7 +137,7 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
     """What one worker does per request, in this process: ``predict`` = the API method's body
     (:func:`serving.requests.score_request`: validation + features + models + reasons + next best
     action, from the parsed request); ``answer`` = the whole in-process handling of a body
-    (:func:`serving.requests.validate_request_body` + :meth:`serving.requests.Scorer.answer`, JSON
+    (:func:`serving.problems.validate_request_body` + :meth:`serving.requests.Scorer.answer`, JSON
     out); ``score`` = the scoring part alone on canonical events; ``floor`` = the four models alone
     (each served task model's calibrated probabilities on the request's one feature row). Each
     call of the loop measures all four back to back, so the ratios compare the same moments of a
@@ -150,7 +150,8 @@ def in_process_times(home: Path, model: str, payloads: list[dict], repeats: int)
     from journey_stage.core.runtime import RuntimeSettings
     from journey_stage.features.encode import encode, to_us
     from journey_stage.model import playbook as playbooks, registry, scoring
-    from journey_stage.serving.requests import Scorer, score_request, validate_request_body
+    from journey_stage.serving.problems import validate_request_body
+    from journey_stage.serving.requests import Scorer, score_request
     from journey_stage.serving.schemas import request_models
 
     load_before = [round(x, 2) for x in os.getloadavg()]

@@ -71,10 +71,14 @@ SECRET_FIELDS = frozenset({"api_token"})
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^@/\s]*)@")
 
 
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|secret|token|access_token)=)[^&#\s]*", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` URL replaced by ``***``
-    (tracking URIs may carry credentials; no output of the product shows them)."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """``text`` with the password of every ``scheme://user:password@host`` URL, and every
+    ``?password=`` style query value, replaced by ``***`` (tracking and store URIs may carry
+    credentials; no output of the product shows them)."""
+    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text))
 
 
 class RuntimeSettings(BaseModel):

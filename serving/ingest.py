@@ -14,7 +14,9 @@ from typing import Any, Sequence
 from pydantic import BaseModel
 
 from journey_stage.core.errors import ProfileStoreError
-from journey_stage.serving.requests import _validated_events, read_history, store_unavailable, validate_body
+from journey_stage.serving.history import event_records, read_history, store_unavailable
+from journey_stage.serving.problems import validate_body
+from journey_stage.serving.requests import _validated_events
 from journey_stage.serving.schemas import CustomerErased, CustomerEvents, EventsAccepted, RequestModels
 
 
@@ -46,7 +48,6 @@ def ingest(store: Any, events: Sequence[Any], taxonomy: Any) -> BaseModel:
 def customer_events(store: Any, customer_id: str) -> BaseModel:
     """``GET /customers/{customer_id}/events``: the stored history, in event-time order."""
     from journey_stage.core.events import merge_rows, tuples_frame
-    from journey_stage.serving.profiles import event_records
 
     cid = customer_id.strip()
     history = tuples_frame(merge_rows(read_history(store, [cid])))  # canonical order

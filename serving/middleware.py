@@ -35,7 +35,7 @@ from typing import Any, Callable, TypeVar
 from journey_stage.core.runtime import RuntimeSettings
 from journey_stage.serving.openapi import patching_send
 from journey_stage.serving.ingest import validate_events_body
-from journey_stage.serving.requests import RequestProblems, error_body, validate_request_body
+from journey_stage.serving.problems import RequestProblems, error_body, validate_request_body
 from journey_stage.serving.schemas import (
     CUSTOMERS_PREFIX, DOCS_PATH, EVENTS_PATH, EVENTS_STATE_KEY, METADATA_PATH, METRICS_PATH, PREDICT_PATH, PREDICT_STATE_KEY,
     PROBE_PATHS, RequestModels,

@@ -83,7 +83,7 @@ def _numbers(s: pd.Series, missing: float | None) -> list:
     return out.tolist()
 
 
-def _columns(events: pd.DataFrame, no_text: str | None = None, no_value: float | None = None) -> tuple[list, ...]:
+def event_columns(events: pd.DataFrame, no_text: str | None = None, no_value: float | None = None) -> tuple[list, ...]:
     """Canonical events as plain Python columns: customer_id, ts (microseconds), event_type,
     channel, value, campaign (``no_text`` / ``no_value`` where missing: None by default)."""
     if not len(events):
@@ -93,30 +93,12 @@ def _columns(events: pd.DataFrame, no_text: str | None = None, no_value: float |
 
 
 def _rows(events: pd.DataFrame) -> list[tuple]:
-    return list(zip(*_columns(events)))
+    return list(zip(*event_columns(events)))
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
     """Plain tuples back to the canonical events frame (types and order of core.events)."""
     return sort_events(tuples_frame(rows))
-
-
-def merge_history(sent: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """Sent and stored canonical events as one canonical frame: exact duplicates once, canonical
-    order (what a prediction with events and a store answers on)."""
-    if stored.empty:
-        return sent
-    if sent.empty:
-        return stored
-    return sort_events(pd.concat([sent, stored], ignore_index=True).drop_duplicates(ignore_index=True))
-
-
-def event_records(events: pd.DataFrame) -> list[dict]:
-    """A canonical frame as the event objects of the HTTP API (timestamps ISO 8601 in UTC)."""
-    _, ts, et, ch, v, camp = _columns(events)
-    stamps = pd.to_datetime(np.asarray(ts, dtype="int64"), unit="us", utc=True)
-    return [{"timestamp": t.isoformat(), "event_type": e, "channel": c, "value": x, "campaign": p}
-            for t, e, c, x, p in zip(stamps, et, ch, v, camp)]
 
 
 def _event_json(row: tuple) -> str:
@@ -213,7 +195,7 @@ class SQLiteStore:
 
     @guarded
     def add(self, events: pd.DataFrame) -> tuple[int, int]:
-        columns = _columns(events, _NO_TEXT, _NO_VALUE)
+        columns = event_columns(events, _NO_TEXT, _NO_VALUE)
         n = len(columns[0])
         if not n:
             return 0, 0
@@ -229,7 +211,8 @@ class SQLiteStore:
             self._retain(conn, Counter(columns[0]))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite has already rolled back after some errors (disk full, I/O)
+                conn.execute("ROLLBACK")
             raise
         return stored, n - stored
 
@@ -278,7 +261,8 @@ class SQLiteStore:
             conn.execute("DELETE FROM bounds WHERE customer_id = ?", (customer_id,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite has already rolled back after some errors (disk full, I/O)
+                conn.execute("ROLLBACK")
             raise
         return n
 
@@ -386,7 +370,10 @@ def open_store(url: str | None, home: Path, retention: Retention) -> ProfileStor
 
 
 def store_from_settings(runtime) -> ProfileStore | None:
-    """The store the runtime settings name, with their retention (None when profiles are off)."""
+    """The store the runtime settings name, with their retention (None when profiles are off; in a
+    Bento, unless JOURNEY_PROFILE_STORE names one: a Bento touches nothing under JOURNEY_HOME)."""
+    if runtime.bento_model and not runtime.profile_store:
+        return None
     retention = Retention(max_events=runtime.profile_max_events or runtime.max_events, max_age_days=runtime.profile_max_age_days)
     return open_store(runtime.profile_store, runtime.home_path, retention)
 

@@ -19,102 +19,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ValidationError
-
 from journey_stage.core.coerce import EXPECTED_ISO, AsOfError, parse_as_of
-from journey_stage.core.errors import JourneyError, ProfileStoreError, problem_text_too_long
-from journey_stage.core.events import MAX_TEXT_CHARS
+from journey_stage.core.errors import JourneyError
 from journey_stage.core.runtime import RuntimeSettings
-from journey_stage.serving.schemas import ErrorResponse, Metadata, PredictResponse, RequestModels, request_models
+from journey_stage.serving.history import merge_history, require_events_or_store, stored_rows
+from journey_stage.serving.problems import INPUT_HINT, MAX_PROBLEMS_SHOWN, RequestProblems, _shown
+from journey_stage.serving.schemas import Metadata, PredictResponse, request_models
 
 logger = logging.getLogger("bentoml.journey")
-
-MAX_PROBLEMS_SHOWN = 100
-MAX_MESSAGE_CHARS = 200  # an error text quotes at most this much of what the client sent
-LIMIT_ERROR_TYPES = frozenset({"too_long"})
-INPUT_HINT = "fix the listed fields; GET /metadata lists the accepted event types of the model's taxonomy."
-
-
-# ---- errors as JSON ----------------------------------------------------------------------------
-
-class RequestProblems(Exception):
-    """An invalid request: answered with ``status`` and field-level problems."""
-
-    def __init__(self, status: int, error: str, problems: list[dict], hint: str | None = None, total: int | None = None):
-        super().__init__(error)
-        self.status, self.error, self.problems, self.hint = status, error, problems, hint
-        self.total = len(problems) if total is None else total
-
-    def body(self) -> dict:
-        shown = [p | {"message": clip(p["message"])} for p in self.problems[:MAX_PROBLEMS_SHOWN]]
-        return ErrorResponse(error=clip(self.error), hint=self.hint, problems=shown, total_problems=self.total).model_dump(mode="json")
-
-
-def error_body(error: str, hint: str | None = None) -> dict:
-    return ErrorResponse(error=error, hint=hint).model_dump(mode="json")
-
-
-def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` cut to ``limit`` characters (messages quote the offending value: a 4 MB value is
-    not sent back)."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
-
-
-def json_path(loc: tuple | list) -> str:
-    """Pydantic ``loc`` -> ``customers[0].events[3].timestamp`` (``$`` for the whole body)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "$"
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def problems_from_validation(exc: ValidationError) -> list[dict]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        msg, code = err.get("msg", "invalid value"), err.get("type", "invalid")
-        inp = err.get("input")
-        if code == "string_too_long":  # the event validator's rule, code and message (core.events.MAX_TEXT_CHARS)
-            code, msg = "text_too_long", problem_text_too_long("", None, None, MAX_TEXT_CHARS, len(inp)).message.split(": ", 1)[1]
-        elif code == "float_type":
-            msg = f"expected a JSON number or null, got {_shown(inp)}"
-        elif code not in ("missing", "extra_forbidden", "json_invalid", "too_long") and (
-            inp is None or isinstance(inp, (str, int, float, bool))
-        ):
-            msg = f"{msg}, got {_shown(inp)}"
-        problems.append({"path": json_path(err.get("loc", ())), "message": msg, "code": code})
-    return problems
-
-
-def validate_request_body(body: bytes, models: RequestModels) -> BaseModel:
-    """Parse and validate a ``/predict`` body as ``models.request``; :class:`RequestProblems`
-    (400, or 413 over the limits of ``models``) when invalid."""
-    return validate_body(
-        body, models.request,
-        f"at most {models.max_customers} customers per request and {models.max_events} events per customer",
-        "split the request, or raise JOURNEY_MAX_CUSTOMERS / JOURNEY_MAX_EVENTS on the server.",
-    )
-
-
-def validate_body(body: bytes, model: type[BaseModel], limits: str, limit_hint: str) -> BaseModel:
-    """Parse and validate a JSON body as ``model``; :class:`RequestProblems` when invalid: 413 when
-    a list is over its limit (``limits`` says them), else 400 with every field-level problem."""
-    try:
-        return model.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        problems = problems_from_validation(exc)
-        over = [p for p in problems if p["code"] in LIMIT_ERROR_TYPES]
-        if over:
-            raise RequestProblems(413, f"request exceeds a limit: {limits}", over, limit_hint) from None
-        raise RequestProblems(400, f"invalid request: {len(problems)} problem(s)", problems, "fix the listed fields (see /docs.json).") from None
-
 
 # ---- the loaded model ------------------------------------------------------------------------
 
@@ -221,7 +133,7 @@ def score_request(predictor: Any, customers: Sequence[Any], as_of: str | None, p
     merged with the events sent (a customer may come without events: its stored history answers)."""
     t = request_as_of(as_of)
     ids = _unique_ids(customers)
-    _events_or_store(customers, store)
+    require_events_or_store(customers, store)
     warnings: list[list[dict]] = [[] for _ in customers]
     records, eligible = _score_customers(predictor, customers, ids, t, warnings, playbook, store)
     as_of_iso = _iso(t)
@@ -261,28 +173,6 @@ def _unique_ids(customers: Sequence[Any]) -> list[str]:
     return ids
 
 
-def read_history(store: Any, ids: list[str]) -> list[tuple]:
-    """The stored events of ``ids`` as canonical row tuples; 503 (:class:`RequestProblems`) when the store fails."""
-    try:
-        return store.history_rows(ids)
-    except ProfileStoreError as exc:
-        raise store_unavailable(exc) from None
-
-
-def store_unavailable(exc: Any) -> RequestProblems:
-    """A 503 for a profile store that failed (the message names the store, never its password)."""
-    return RequestProblems(503, f"the profile store is unavailable: {exc.message}", [], "retry later; the service log says why (JOURNEY_PROFILE_STORE).")
-
-
-def _events_or_store(customers: Sequence[Any], store: Any) -> None:
-    """400 for customers sent without events when there is no profile store to read them from."""
-    missing = [] if store is not None else [{"path": f"customers[{i}].events", "message": "events are required: no profile store is configured (JOURNEY_PROFILE_STORE=none)",
-                "code": "missing"} for i, c in enumerate(customers) if c.events is None]
-    if missing:
-        raise RequestProblems(400, f"invalid request: {len(missing)} problem(s)", missing,
-                              "send each customer's events, or configure a profile store and load their events (POST /events).")
-
-
 def _score_customers(
     predictor: Any, customers: Sequence[Any], ids: list[str], t: pd.Timestamp, warnings: list[list[dict]], playbook: Any,
     store: Any = None,
@@ -291,12 +181,11 @@ def _score_customers(
     (duplicates among the sent events removed, events after ``t``) to ``warnings``."""
     from journey_stage.core.events import canonical_records, canonical_rows, merge_rows, tuples_frame
     from journey_stage.model.scoring import score_records
-    from journey_stage.serving.profiles import merge_history
 
     records = [(ids[i], e.timestamp, e.event_type, e.channel, e.value, e.campaign) for i, c in enumerate(customers) for e in c.events or ()]
     rows = canonical_rows(records, predictor.taxonomy)
+    stored = stored_rows(store, customers, ids, predictor.taxonomy, warnings)
     if rows is not None:  # plain clean input (and the stored history): encoded without a DataFrame
-        stored = read_history(store, ids) if store is not None else []
         return _score_rows(predictor, rows, merge_rows(rows, stored) if stored else rows, records, ids, t, warnings, playbook)
     recs_by_id: dict[str, dict] = {}
     eligible_by_id: dict[str, bool] = {}
@@ -305,8 +194,8 @@ def _score_customers(
         at = [(i, j) for i, c in enumerate(customers) for j in range(len(c.events or ()))]
         events = _validated_events(records, [i for i, _ in at], [j for _, j in at], predictor.taxonomy)
     n_raw, n_kept = Counter(r[0] for r in records), Counter(events["customer_id"].tolist())
-    if store is not None:
-        events = merge_history(events, tuples_frame(read_history(store, ids)))
+    if stored:
+        events = merge_history(events, tuples_frame(stored))
     if events.empty:
         return recs_by_id, eligible_by_id
     kept_ids = np.asarray(events["customer_id"].tolist(), dtype=object)

@@ -236,7 +236,8 @@ class ModelRef(BaseModel):
 class PredictionWarning(BaseModel):
     code: str = Field(
         ...,
-        description="events_after_as_of | no_history | outside_eligibility_window | duplicate_events_removed",
+        description="events_after_as_of | no_history | outside_eligibility_window | duplicate_events_removed | "
+        "stored_events_ignored | profile_store_unavailable",
         examples=["events_after_as_of"],
     )
     message: str = Field(..., description="Human-readable explanation.")

@@ -67,7 +67,8 @@ from journey_stage.core.errors import JourneyError
 from journey_stage.core.runtime import ENV_NAMES, RuntimeSettings
 from journey_stage.serving.middleware import JourneyMiddleware, KnownPaths, ScoringQueue
 from journey_stage.serving import ingest
-from journey_stage.serving.requests import RequestProblems, Scorer, error_body
+from journey_stage.serving.problems import RequestProblems, error_body
+from journey_stage.serving.requests import Scorer
 from journey_stage.serving.schemas import (
     CUSTOMERS_PREFIX, EVENTS_PATH, METADATA_PATH, PREDICT_PATH, CustomerErased, CustomerEvents, ErrorResponse, EventsAccepted, Metadata,
     PredictResponse, ProfileEventIn, request_models,

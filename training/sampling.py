@@ -176,7 +176,8 @@ def _read_sampled_file(f, wanted: pa.Array, taxonomy: Taxonomy | None, allow_rej
     for g in range(pf.num_row_groups):
         table = pf.read_row_group(g)
         col = _plain(table.column("customer_id"))
-        mask = pc.fill_null(pc.or_(pc.is_in(col, value_set=wanted.cast(col.type)), pc.is_null(col)), True)
+        ids = col if col.type == wanted.type else col.cast(wanted.type)  # a folder of mixed id types: compared as text
+        mask = pc.fill_null(pc.or_(pc.is_in(ids, value_set=wanted), pc.is_null(col)), True)
         keep = table.filter(mask)
         n = keep.num_rows
         if n:

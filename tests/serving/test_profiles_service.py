@@ -231,7 +231,8 @@ def test_concurrent_ingest_and_predict_store_every_event_once(client, service, e
 
 def test_store_off_needs_events_in_predict(service_model):  # noqa: F811
     """JOURNEY_PROFILE_STORE=none: a customer without events is a field-level 400 (in-process)."""
-    from journey_stage.serving.requests import RequestProblems, score_request
+    from journey_stage.serving.problems import RequestProblems
+    from journey_stage.serving.requests import score_request
     from journey_stage.serving.schemas import request_models
     from journey_stage.core.runtime import RuntimeSettings
 

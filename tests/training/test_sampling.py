@@ -157,3 +157,21 @@ def test_parquet_read_of_dictionary_encoded_ids(tmp_path):
     expected, _ = sampling.sample_events(read_events(path, TAX).events, settings)
     assert sample is not None and len(sample.customers) == 1000
     pd.testing.assert_frame_equal(v.events, expected)
+
+
+def test_a_folder_of_files_with_different_id_types_is_sampled_as_text(tmp_path, events):
+    """One file stores customer_id as integers, another as text: the sampled read compares the ids
+    as text (it raised ArrowInvalid before) and keeps the same customers as the in-memory sample."""
+    ids = {c: i for i, c in enumerate(sorted(events["customer_id"].unique()))}
+    numeric = events.assign(customer_id=events["customer_id"].map(ids).astype("int64"))
+    half = numeric["customer_id"] % 2 == 0
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    numeric[half].to_parquet(folder / "a.parquet", index=False)  # int64 ids
+    numeric[~half].assign(customer_id=lambda f: "c" + f["customer_id"].astype(str)).to_parquet(folder / "b.parquet", index=False)  # text ids
+    settings = Settings(eval_customers_cap=1000)
+    result, sample = sampling.read_training_events(folder, TAX, settings)
+    whole = read_events(folder, TAX)
+    expected, _ = sampling.sample_events(whole.events, settings)
+    assert sample is not None and len(sample.customers) == 1000
+    pd.testing.assert_frame_equal(result.events.reset_index(drop=True), expected.reset_index(drop=True))
