@@ -64,37 +64,6 @@ def loadavg() -> list[float]:
 # ---- stores -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def redis_server(workdir: Path):
-    """A redis-server on a free loopback port (no persistence), stopped at the end; its URL."""
-    import redis
-
-    from redis_fixtures import redis_binary
-
-    port = free_port()
-    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url, deadline = f"redis://127.0.0.1:{port}/0", time.time() + 30
-    client = redis.Redis.from_url(url)
-    try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise SystemExit("redis-server did not start") from None
-                time.sleep(0.1)
-        yield url, client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@contextlib.contextmanager
 def store_url(kind: str, workdir: Path):
     """(JOURNEY_PROFILE_STORE URL, a function giving the store's size) for ``kind``."""
     if kind == "sqlite":
@@ -103,6 +72,8 @@ def store_url(kind: str, workdir: Path):
         for p in workdir.glob("profiles-bench.db*"):
             p.unlink()
     elif kind == "redis":
+        from redis_fixtures import redis_server  # the tests' server start (tests/ is on sys.path)
+
         with redis_server(workdir) as (url, client):
             yield url, lambda: {"used_memory_bytes": int(client.info("memory")["used_memory"])}
     else:

