@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from journey_stage.core.errors import ProfileStoreError
-from journey_stage.core.events import sort_events
+from journey_stage.core.events import merge_rows, sort_events
 from journey_stage.serving.problems import RequestProblems
-from journey_stage.serving.profiles import event_columns
 
 logger = logging.getLogger("bentoml.journey")
 STORE_DOWN = "the profile store is unavailable"
@@ -80,9 +79,9 @@ def merge_history(sent: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     return sort_events(pd.concat([sent, stored], ignore_index=True).drop_duplicates(ignore_index=True))
 
 
-def event_records(events: pd.DataFrame) -> list[dict]:
-    """A canonical frame as the event objects of the HTTP API (timestamps ISO 8601 in UTC)."""
-    _, ts, et, ch, v, camp = event_columns(events)
-    stamps = pd.to_datetime(np.asarray(ts, dtype="int64"), unit="us", utc=True)
-    return [{"timestamp": t.isoformat(), "event_type": e, "channel": c, "value": x, "campaign": p}
-            for t, e, c, x, p in zip(stamps, et, ch, v, camp)]
+def event_records(rows: list[tuple]) -> list[dict]:
+    """Canonical row tuples (a store's ``history_rows``) as the event objects of the HTTP API, in
+    canonical order (timestamps ISO 8601 in UTC)."""
+    rows = merge_rows(rows)
+    stamps = pd.to_datetime(np.asarray([r[1] for r in rows], dtype="int64"), unit="us", utc=True)
+    return [{"timestamp": t.isoformat(), "event_type": r[2], "channel": r[3], "value": r[4], "campaign": r[5]} for t, r in zip(stamps, rows)]

@@ -47,11 +47,9 @@ def ingest(store: Any, events: Sequence[Any], taxonomy: Any) -> BaseModel:
 
 def customer_events(store: Any, customer_id: str) -> BaseModel:
     """``GET /customers/{customer_id}/events``: the stored history, in event-time order."""
-    from journey_stage.core.events import merge_rows, tuples_frame
-
     cid = customer_id.strip()
-    history = tuples_frame(merge_rows(read_history(store, [cid])))  # canonical order
-    return CustomerEvents(customer_id=cid, count=len(history), events=event_records(history))
+    events = event_records(read_history(store, [cid]))
+    return CustomerEvents(customer_id=cid, count=len(events), events=events)
 
 
 def erase(store: Any, customer_id: str) -> BaseModel:
