@@ -182,7 +182,7 @@ def build_service(settings: RuntimeSettings) -> Any:
         @bentoml.api(route=EVENTS_PATH, input_spec=EventsRequest)
         async def events(self, ctx: bentoml.Context, events: list[ProfileEventIn]) -> EventsAccepted:
             """Store touchpoints in the profile store (validated like /predict events; late and out-of-order events are fine; exact duplicates ignored), for predictions by customer id."""
-            answer = await _with_store(self.scorer, queue, ingest.ingest, events, self.scorer.predictor and self.scorer.predictor.taxonomy)
+            answer = await _with_store(self.scorer, queue, lambda store: ingest.ingest(store, events, self.scorer.predictor.taxonomy))
             if isinstance(answer, Response):
                 ctx.response.status_code = answer.status_code
             return answer
