@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +68,21 @@ class EventIn(BaseModel):
     campaign: Optional[str] = Field(None, max_length=MAX_TEXT_CHARS, description="Campaign or content id.", examples=["spring-sale"])
 
 
+class Prevalidated(bentoml.IODescriptor):
+    """An API input whose body :class:`~journey_stage.serving.middleware.JourneyMiddleware` has
+    already validated and left in the ASGI scope's state under ``state_key``: reused, not parsed
+    again."""
+
+    state_key: ClassVar[str]
+
+    @classmethod
+    async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
+        pre = request.scope.get("state", {}).get(cls.state_key)
+        if isinstance(pre, cls):
+            return pre
+        return await super().from_http_request(request, serde)
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """The request models of ``POST /predict`` for one pair of limits (see :func:`request_models`)."""
@@ -109,8 +124,10 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
             "are merged with the stored ones (exact duplicates once) for this answer only, and not stored.",
         )
 
-    class PredictRequest(bentoml.IODescriptor):
+    class PredictRequest(Prevalidated):
         """Body of ``POST /predict``."""
+
+        state_key: ClassVar[str] = PREDICT_STATE_KEY
 
         model_config = ConfigDict(
             extra="forbid",
@@ -132,16 +149,10 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
             examples=["2025-03-04T00:00:00Z"],
         )
 
-        @classmethod
-        async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
-            """Reuse the body the request middleware has already validated (no second parse)."""
-            pre = request.scope.get("state", {}).get(PREDICT_STATE_KEY)
-            if isinstance(pre, cls):
-                return pre
-            return await super().from_http_request(request, serde)
-
-    class EventsRequest(bentoml.IODescriptor):
+    class EventsRequest(Prevalidated):
         """Body of ``POST /events``: touchpoints of any customers, in any order."""
+
+        state_key: ClassVar[str] = EVENTS_STATE_KEY
 
         model_config = ConfigDict(
             extra="forbid", json_schema_extra={"example": {"events": [{"customer_id": "c1"} | EXAMPLE_EVENTS[0]]}}
@@ -152,14 +163,6 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
             description=f"Events to store, at most {max_events} per request (JOURNEY_MAX_EVENTS); late and out-of-order "
             "events are fine (features use event time); exact duplicates of stored events are ignored.",
         )
-
-        @classmethod
-        async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
-            """Reuse the body the request middleware has already validated (no second parse)."""
-            pre = request.scope.get("state", {}).get(EVENTS_STATE_KEY)
-            if isinstance(pre, cls):
-                return pre
-            return await super().from_http_request(request, serde)
 
     return RequestModels(max_customers, max_events, CustomerIn, PredictRequest, EventsRequest)
 
