@@ -20,16 +20,20 @@ INPUT_HINT = "fix the listed fields; GET /metadata lists the accepted event type
 
 
 class RequestProblems(Exception):
-    """An invalid request: answered with ``status`` and field-level problems."""
+    """A request answered with an error: ``status``, field-level problems (none for a refusal such
+    as "not ready"), and extra ``headers``."""
 
-    def __init__(self, status: int, error: str, problems: list[dict], hint: str | None = None, total: int | None = None):
+    def __init__(self, status: int, error: str, problems: list[dict], hint: str | None = None, total: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(error)
         self.status, self.error, self.problems, self.hint = status, error, problems, hint
         self.total = len(problems) if total is None else total
+        self.headers = headers or {}  # e.g. Retry-After
 
     def body(self) -> dict:
         shown = [p | {"message": clip(p["message"])} for p in self.problems[:MAX_PROBLEMS_SHOWN]]
-        return ErrorResponse(error=clip(self.error), hint=self.hint, problems=shown, total_problems=self.total).model_dump(mode="json")
+        return ErrorResponse(error=clip(self.error), hint=self.hint, problems=shown,
+                             total_problems=self.total if self.problems or self.total else None).model_dump(mode="json")
 
 
 def error_body(error: str, hint: str | None = None) -> dict:

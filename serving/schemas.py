@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,8 +27,6 @@ METRICS_PATH = "/metrics"
 PROBE_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
 EVENTS_PATH = "/events"
 CUSTOMERS_PREFIX = "/customers/"  # GET /customers/{customer_id}/events, DELETE /customers/{customer_id}
-PREDICT_STATE_KEY = "journey.predict_request"  # ASGI scope state: the body the middleware validated
-EVENTS_STATE_KEY = "journey.events_request"
 
 # ---- request ---------------------------------------------------------------------------------
 
@@ -66,21 +64,6 @@ class EventIn(BaseModel):
         examples=[49.9],
     )
     campaign: Optional[str] = Field(None, max_length=MAX_TEXT_CHARS, description="Campaign or content id.", examples=["spring-sale"])
-
-
-class Prevalidated(bentoml.IODescriptor):
-    """An API input whose body :class:`~journey_stage.serving.middleware.JourneyMiddleware` has
-    already validated and left in the ASGI scope's state under ``state_key``: reused, not parsed
-    again."""
-
-    state_key: ClassVar[str]
-
-    @classmethod
-    async def from_http_request(cls, request, serde):  # noqa: ANN001 - BentoML hook
-        pre = request.scope.get("state", {}).get(cls.state_key)
-        if isinstance(pre, cls):
-            return pre
-        return await super().from_http_request(request, serde)
 
 
 @dataclass(frozen=True)
@@ -124,10 +107,8 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
             "are merged with the stored ones (exact duplicates once) for this answer only, and not stored.",
         )
 
-    class PredictRequest(Prevalidated):
+    class PredictRequest(bentoml.IODescriptor):
         """Body of ``POST /predict``."""
-
-        state_key: ClassVar[str] = PREDICT_STATE_KEY
 
         model_config = ConfigDict(
             extra="forbid",
@@ -149,10 +130,8 @@ def _request_models(max_customers: int, max_events: int) -> RequestModels:
             examples=["2025-03-04T00:00:00Z"],
         )
 
-    class EventsRequest(Prevalidated):
+    class EventsRequest(bentoml.IODescriptor):
         """Body of ``POST /events``: touchpoints of any customers, in any order."""
-
-        state_key: ClassVar[str] = EVENTS_STATE_KEY
 
         model_config = ConfigDict(
             extra="forbid", json_schema_extra={"example": {"events": [{"customer_id": "c1"} | EXAMPLE_EVENTS[0]]}}

@@ -56,7 +56,9 @@ Environment (fields of :class:`~journey_stage.core.runtime.RuntimeSettings`)
   model and libraries put 200-300 ms pauses into the p99 latency.
 """
 
+import functools
 import os
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import bentoml
@@ -65,9 +67,11 @@ from starlette.responses import JSONResponse, Response
 
 from journey_stage.core.errors import JourneyError
 from journey_stage.core.runtime import ENV_NAMES, RuntimeSettings
-from journey_stage.serving.middleware import JourneyMiddleware, KnownPaths, ScoringQueue
+from journey_stage.serving.admission import ScoringQueue
+from journey_stage.serving.ingest import validate_events_body
+from journey_stage.serving.middleware import Edge, Post
 from journey_stage.serving import ingest
-from journey_stage.serving.problems import RequestProblems, error_body
+from journey_stage.serving.problems import RequestProblems, error_body, validate_request_body
 from journey_stage.serving.requests import Scorer
 from journey_stage.serving.schemas import (
     CUSTOMERS_PREFIX, EVENTS_PATH, METADATA_PATH, PREDICT_PATH, CustomerErased, CustomerEvents, ErrorResponse, EventsAccepted, Metadata,
@@ -89,9 +93,38 @@ def _not_ready(scorer: Scorer, ctx: Any = None) -> JSONResponse:
     return _answer(ctx, 503, error_body(NOT_READY, hint), {"Retry-After": "5"})
 
 
+def _ready(scorer: Scorer) -> Scorer:
+    """``scorer`` once its model is loaded; 503 (with Retry-After and the loading error, if any) before."""
+    if not scorer.ready:
+        raise RequestProblems(503, NOT_READY, [], scorer.load_error or "retry when GET /readyz answers 200.", headers={"Retry-After": "5"})
+    return scorer
+
+
 NO_STORE = "profiles are off: no profile store is configured (JOURNEY_PROFILE_STORE=none)"
 NO_STORE_HINT = "send each customer's events to POST /predict, or configure a profile store and restart the service."
 STORE_ANSWERS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+def predict_answer(scorer: Scorer, request: Any) -> bytes:
+    """The 200 body of ``POST /predict`` for a validated request (on the scoring thread)."""
+    return _ready(scorer).answer(request.customers, request.as_of)
+
+
+def events_answer(scorer: Scorer, request: Any) -> bytes:
+    """The 200 body of ``POST /events`` for a validated request (on the scoring thread); 404 when profiles are off."""
+    if _ready(scorer).store is None:
+        raise RequestProblems(404, NO_STORE, [], NO_STORE_HINT)
+    return ingest.ingest(scorer.store, request.events, scorer.predictor.taxonomy).model_dump_json().encode()
+
+
+async def _direct(ctx: Any, queue: ScoringQueue, answer: Any, scorer: Scorer, request: Any) -> Response:
+    """An API method's own answer (over HTTP the :class:`Edge` answers both POSTs with the same
+    functions before BentoML's router; this serves calls that do not come through it)."""
+    try:
+        body = await queue.run(answer, scorer, request)
+    except RequestProblems as exc:
+        return _answer(ctx, exc.status, exc.body(), exc.headers)
+    return Response(body, media_type="application/json")
 
 
 async def _with_store(scorer: Scorer, queue: ScoringQueue, fn: Any, *args: Any) -> Any:
@@ -127,16 +160,6 @@ def pin_model(settings: RuntimeSettings) -> None:
         os.environ[ENV_NAMES["model_alias"]] = alias
 
 
-class GuardedService(bentoml.Service):
-    """BentoML's service whose ASGI application answers unknown paths itself (:class:`KnownPaths`,
-    outside BentoML's metrics middleware)."""
-
-    __slots__ = ()
-
-    def to_asgi(self, is_main: bool = True) -> Any:
-        return KnownPaths(super().to_asgi(is_main))
-
-
 def build_service(settings: RuntimeSettings) -> Any:
     """The BentoML service class for ``settings``: workers, timeout, request models (limits as
     ``maxItems``), middleware (token, load limits, body limit) and model URI all come from it."""
@@ -144,10 +167,21 @@ def build_service(settings: RuntimeSettings) -> Any:
     CustomerIn, PredictRequest, EventsRequest = models.customer, models.request, models.events  # noqa: N806 - classes
     meta_app = FastAPI(title="journey metadata", docs_url=None, redoc_url=None, openapi_url=None)
     queue = ScoringQueue(settings.queue_length, settings.queue_wait_ms)  # the worker's scoring thread
-    # JOURNEY_MAX_CONCURRENCY is enforced by JourneyMiddleware (429 with Retry-After), not by BentoML.
+    scorer = Scorer(settings)  # loads its model in the worker (JourneyService.__init__)
+    posts = {PREDICT_PATH: Post(validate_request_body, functools.partial(predict_answer, scorer)),
+             EVENTS_PATH: Post(validate_events_body, functools.partial(events_answer, scorer))}
+    # JOURNEY_MAX_CONCURRENCY and JOURNEY_TIMEOUT_S are enforced by the Edge for the POSTs it answers.
     traffic = {"timeout": settings.timeout_s}
 
-    @bentoml.service(name="journey_service", workers=settings.workers, traffic=traffic, service_class=GuardedService)
+    class EdgeService(bentoml.Service):
+        """BentoML's service whose ASGI application sits behind :class:`Edge`."""
+
+        __slots__ = ()
+
+        def to_asgi(self, is_main: bool = True) -> Any:
+            return Edge(super().to_asgi(is_main), settings, models, queue, posts)
+
+    @bentoml.service(name="journey_service", workers=settings.workers, traffic=traffic, service_class=EdgeService)
     @bentoml.asgi_app(meta_app, path="/")
     class JourneyService:
         """Customer journey stage prediction: stage, churn, advocacy and conversion likelihoods, top
@@ -157,8 +191,8 @@ def build_service(settings: RuntimeSettings) -> Any:
             embedded = bentoml.models.BentoModel(settings.bento_model)
 
         def __init__(self) -> None:
-            folder = str(self.embedded.path) if settings.bento_model else None
-            self.scorer = Scorer(settings, model_folder=folder)
+            scorer.model_folder = str(self.embedded.path) if settings.bento_model else None
+            self.scorer = scorer
             self.scorer.start()
 
         @bentoml.on_deployment
@@ -171,21 +205,12 @@ def build_service(settings: RuntimeSettings) -> Any:
         @bentoml.api(route=PREDICT_PATH, input_spec=PredictRequest)
         async def predict(self, ctx: bentoml.Context, customers: list[CustomerIn], as_of: Optional[str] = None) -> PredictResponse:
             """Stage probabilities, churn/advocacy/conversion likelihoods, top reasons and next best action per customer, in request order, as of `as_of` (default: now, UTC). Events after `as_of` are ignored and counted in the customer's `warnings`."""
-            if not self.scorer.ready:
-                return _not_ready(self.scorer, ctx)
-            try:  # on the worker's scoring thread, whose turn this request holds (JourneyMiddleware)
-                body = await queue.run(self.scorer.answer, customers, as_of)
-            except RequestProblems as exc:
-                return _answer(ctx, exc.status, exc.body())
-            return Response(body, media_type="application/json")
+            return await _direct(ctx, queue, predict_answer, self.scorer, SimpleNamespace(customers=customers, as_of=as_of))
 
         @bentoml.api(route=EVENTS_PATH, input_spec=EventsRequest)
         async def events(self, ctx: bentoml.Context, events: list[ProfileEventIn]) -> EventsAccepted:
             """Store touchpoints in the profile store (validated like /predict events; late and out-of-order events are fine; exact duplicates ignored), for predictions by customer id."""
-            answer = await _with_store(self.scorer, queue, lambda store: ingest.ingest(store, events, self.scorer.predictor.taxonomy))
-            if isinstance(answer, Response):
-                ctx.response.status_code = answer.status_code
-            return answer
+            return await _direct(ctx, queue, events_answer, self.scorer, SimpleNamespace(events=events))
 
         @meta_app.get(CUSTOMERS_PREFIX + "{customer_id:path}/events", response_model=CustomerEvents, responses=STORE_ANSWERS,
                       summary="The stored events of one customer, in event-time order")
@@ -208,7 +233,6 @@ def build_service(settings: RuntimeSettings) -> Any:
                 return _not_ready(self.scorer)
             return self.scorer.metadata()
 
-    JourneyService.add_asgi_middleware(JourneyMiddleware, settings=settings, models=models, queue=queue)
     return JourneyService
 
 
