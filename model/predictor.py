@@ -130,24 +130,30 @@ class JourneyPredictor:
                 at = np.flatnonzero(applies)
                 if len(at):
                     contrib[at] = m.contributions(X[at])[:, 0, :]
-            for i in range(len(rows)):
-                if task == "stage" and klass[i] < 0:
-                    continue
-                if task != "stage" and not applies[i]:
-                    continue
-                c = contrib[i, :-1]
-                top = np.argsort(-np.abs(c), kind="stable")[:top_k]
-                out[i][task] = [
-                    {"feature": self.feature_names[j], "value": _clean(X[i, j]), "contribution": round(float(c[j]), 6)}
-                    for j in top
-                    if c[j] != 0
-                ]
+            shown = klass >= 0 if task == "stage" else applies
+            _top_reasons(out, task, np.flatnonzero(shown), contrib[:, :-1], X, self.feature_names, top_k)
         return out
 
     def stage_name(self, role_index: int) -> str:
         return self.taxonomy.stage_of_role_index(role_index)
 
 
-def _clean(v: float) -> float | None:
-    return None if np.isnan(v) else float(v)
+REASON_BLOCK = 4096  # rows ranked at once: bounds the (rows x features) rank matrix of a batch
+
+
+def _top_reasons(out: list[dict], task: str, at: np.ndarray, contrib: np.ndarray, X: np.ndarray, names: list[str], top_k: int) -> None:
+    """``out[i][task]``: the ``top_k`` largest contributions by absolute value (ties: the earlier
+    feature first), zeros left out, for each row ``i`` of ``at`` (ranked block by block, as arrays)."""
+    for lo in range(0, len(at), REASON_BLOCK):
+        rows = at[lo: lo + REASON_BLOCK]
+        c = contrib[rows]
+        top = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :top_k]
+        top_c = np.take_along_axis(c, top, axis=1).astype(np.float64).tolist()
+        top_v = np.take_along_axis(X[rows], top, axis=1).astype(np.float64).tolist()
+        for i, js, cs, vs in zip(rows.tolist(), top.tolist(), top_c, top_v):
+            out[i][task] = [
+                {"feature": names[j], "value": None if v != v else v, "contribution": round(cj, 6)}
+                for j, cj, v in zip(js, cs, vs)
+                if cj != 0
+            ]
 
