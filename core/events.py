@@ -354,6 +354,8 @@ def canonical_rows(records: list[tuple], taxonomy: Taxonomy) -> list[tuple] | No
                 lower[ch] = ch.lower()
     if lower:
         rows = [(c, u, e, lower.get(ch, ch), v, cp) for c, u, e, ch, v, cp in rows]
+    if len(cids) == 1 and all(map(int.__lt__, us_col, us_col[1:])):
+        return rows  # one customer, strictly increasing times: already in canonical order, no duplicate
     return sorted(set(rows), key=_sort_key)
 
 

@@ -13,13 +13,25 @@ Changing a value here changes feature definitions: bump ``build.FEATURE_VERSION`
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from journey_stage.core.settings import Settings
 from journey_stage.core.taxonomy import LAPSED_INDEX, ROLE_INDEX, ROLES
 from journey_stage.features.encode import CHANNELS, US_PER_DAY, EncodedEvents
+
+
+class cached_property:  # noqa: N801 - functools.cached_property without its per-instance lock (Python < 3.12)
+    """Computed on first access, then read from the instance's ``__dict__`` (a non-data descriptor)."""
+
+    def __init__(self, fn):
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
 
 N_ROLES = len(ROLES)
 ADV = ROLE_INDEX["advocacy"]

@@ -148,8 +148,9 @@ def _top_reasons(out: list[dict], task: str, at: np.ndarray, contrib: np.ndarray
         rows = at[lo: lo + REASON_BLOCK]
         c = contrib[rows]
         top = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :top_k]
-        top_c = np.take_along_axis(c, top, axis=1).astype(np.float64).tolist()
-        top_v = np.take_along_axis(X[rows], top, axis=1).astype(np.float64).tolist()
+        row_of = rows[:, None]
+        top_c = c[np.arange(len(rows))[:, None], top].astype(np.float64).tolist()
+        top_v = X[row_of, top].astype(np.float64).tolist()
         for i, js, cs, vs in zip(rows.tolist(), top.tolist(), top_c, top_v):
             out[i][task] = [
                 {"feature": names[j], "value": None if v != v else v, "contribution": round(cj, 6)}

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -218,8 +219,9 @@ def _score_rows(
     from journey_stage.features.encode import encode_rows
     from journey_stage.model.scoring import score_records
 
-    late = Counter(r[0] for r in rows if r[1] > t.value // 1000)  # microseconds, UTC
-    _data_warnings(ids, Counter(r[0] for r in records), Counter(r[0] for r in sent), late, warnings)
+    t_us = t.value // 1000  # microseconds, UTC
+    late = Counter(r[0] for r in rows if r[1] > t_us)
+    _data_warnings(ids, Counter(map(itemgetter(0), records)), Counter(map(itemgetter(0), sent)), late, warnings)
     scored = score_records(predictor, encode_rows(rows, predictor.taxonomy), t, playbook=playbook) if sum(late.values()) < len(rows) else []
     eligible_by_id = {rec["customer_id"]: rec.pop("eligible") for rec in scored}
     return {rec["customer_id"]: rec for rec in scored}, eligible_by_id
