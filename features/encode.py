@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -110,6 +112,8 @@ class EncodedEvents:
 
 def to_us(t: object) -> int:
     """Any timestamp-like value (naive = UTC) -> int microseconds since epoch."""
+    if isinstance(t, pd.Timestamp) and t.tzinfo is not None:
+        return int(t.value // 1000)  # value: nanoseconds since the epoch, UTC, whatever the zone
     ts = pd.Timestamp(t)
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
@@ -118,6 +122,12 @@ def to_us(t: object) -> int:
 
 def from_us(t_us: int) -> pd.Timestamp:
     return pd.Timestamp(int(t_us) * 1000, tz="UTC")
+
+
+@lru_cache(maxsize=1024)
+def iso_of_us(t_us: int) -> str:
+    """``from_us(t_us).isoformat()``, remembered (the as-of text of every answer of a request)."""
+    return from_us(t_us).isoformat()
 
 
 def _arrow(col: pd.Series) -> pa.Array:

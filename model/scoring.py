@@ -13,7 +13,7 @@ import pandas as pd
 
 from journey_stage.core.coerce import finite_or_none
 from journey_stage.features.build import eligible
-from journey_stage.features.encode import EncodedEvents, encode, from_us, to_us
+from journey_stage.features.encode import EncodedEvents, encode, iso_of_us, to_us
 from journey_stage.core.taxonomy import LAPSED, LAPSED_INDEX
 from journey_stage.model.playbook import Playbook, load_playbook
 from journey_stage.model.predictor import BINARY_TASKS, JourneyPredictor
@@ -108,7 +108,7 @@ def score_columns(
     ]
     out: dict[str, object] = {
         "customer_id": [str(c) for c in ff.customer_ids[rows]],
-        "as_of": [from_us(t_us).isoformat()] * n,
+        "as_of": [iso_of_us(t_us)] * n,
         "eligible": elig[rows].tolist(),
         "observed_stage": list(pred.observed_stage),
         "stage": list(stage),

@@ -282,6 +282,6 @@ def _validated_events(records: list[tuple], cust_of_row: list[int], event_of_row
 
 
 def _iso(t: pd.Timestamp) -> str:
-    from journey_stage.features.encode import from_us, to_us
+    from journey_stage.features.encode import iso_of_us, to_us
 
-    return from_us(to_us(t)).isoformat()
+    return iso_of_us(to_us(t))
