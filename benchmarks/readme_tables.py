@@ -286,13 +286,14 @@ def batch_rows(r: dict | None) -> list[list[str]]:
                " and ".join(w for w, ok in (("time", loc["meets_wall_target"]), ("memory", loc["meets_memory_target"])) if not ok)),
     ]]
     rs = r.get("reasons")
-    if rs:
+    if rs and "full" in rs:
+        full = rs["full"]
         rows.append([
-            "batch scoring with `--reasons`",
-            f"{rs['subset']['customers']:,}-customer subset: {rs['with_reasons']['wall_s']:.1f} s with reasons vs "
-            f"{rs['without_reasons']['wall_s']:.1f} s without ({rs['reasons_cost_s_per_scored_customer'] * 1000:.1f} ms per scored "
-            f"customer; ~{rs['extrapolated_full_with_reasons_s'] / 60:.0f} min extrapolated to the full input, not measured)",
-            "reported", "—",
+            f"batch scoring with `--reasons`, same {d['customers']:,} customers",
+            (f"timed out after {full.get('wall_s', 0):.0f} s" if full.get("timed_out") else
+             f"{full['wall_s']:.1f} s ({rs['ratio_to_no_reasons']:.1f}x without reasons), peak {full['peak_rss_tree_gb']:.2f} GB "
+             f"(load {load_range([full['load_average_after'][0]])})"),
+            f"<= {rs['target_wall_s'] / 60:.0f} min", yes_no(rs["meets_target"]),
         ])
     sp = r.get("spark")
     if sp:
