@@ -48,7 +48,7 @@ class ScoringQueue:
         except asyncio.TimeoutError:
             self.admitted -= 1
             return QUEUE_LATE
-        except BaseException:  # cancelled (the 504 timeout, shutdown)
+        except BaseException:  # cancelled (server shutdown)
             self.admitted -= 1
             raise
         self._since = time.perf_counter()
@@ -62,6 +62,10 @@ class ScoringQueue:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the scoring thread, the event loop staying free for other requests."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future:
+        """``fn(*args)`` started on the scoring thread: its future (not cancellable once it runs)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-scoring")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        return asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))

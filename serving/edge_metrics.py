@@ -13,14 +13,19 @@ multiprocess directory (imported earlier it would count in memory, invisible to 
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Callable
+
+logger = logging.getLogger("bentoml.journey")
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class EdgeMetrics:
     """The three metrics, created on first use (unregistered: in multiprocess mode ``/metrics`` reads
-    every worker's files, so a second instance in one process is harmless)."""
+    every worker's files). One per process (:func:`shared_metrics`): two instances would write the
+    same per-process file from separate values. Recording never raises: a metrics failure is
+    logged and the answer goes out."""
 
     def __init__(self) -> None:
         self._made: tuple[Any, Any, Any] | None = None
@@ -38,12 +43,30 @@ class EdgeMetrics:
         return self._made
 
     def started(self, endpoint: str) -> None:
-        self._metrics()[2].labels(endpoint).inc()
+        self._record(lambda m: m[2].labels(endpoint).inc())
 
     def finished(self, endpoint: str) -> None:
-        self._metrics()[2].labels(endpoint).dec()
+        self._record(lambda m: m[2].labels(endpoint).dec())
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:
-        total, duration, _ = self._metrics()
-        total.labels(endpoint, str(status)).inc()
-        duration.labels(endpoint, str(status)).observe(seconds)
+        def record(m: tuple) -> None:
+            m[0].labels(endpoint, str(status)).inc()
+            m[1].labels(endpoint, str(status)).observe(seconds)
+
+        self._record(record)
+
+    def _record(self, update: Callable[[tuple], None]) -> None:
+        try:
+            update(self._metrics())
+        except Exception:  # noqa: BLE001 - metrics must never turn an answer into an error
+            logger.exception("journey service: could not record request metrics")
+
+
+_SHARED: list[EdgeMetrics] = []
+
+
+def shared_metrics() -> EdgeMetrics:
+    """This process's :class:`EdgeMetrics`."""
+    if not _SHARED:
+        _SHARED.append(EdgeMetrics())
+    return _SHARED[0]

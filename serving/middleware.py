@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from journey_stage.core.runtime import RuntimeSettings
 from journey_stage.serving.admission import ScoringQueue
-from journey_stage.serving.edge_metrics import EdgeMetrics
+from journey_stage.serving.edge_metrics import EdgeMetrics, shared_metrics
 from journey_stage.serving.openapi import patching_send
 from journey_stage.serving.problems import RequestProblems, error_body
 from journey_stage.serving.schemas import (
@@ -85,7 +85,7 @@ class Edge:
         self.timeout_s = settings.timeout_s
         self.max_in_progress = math.ceil(settings.max_concurrency / settings.workers)
         self.in_progress = 0
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics or shared_metrics()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -131,44 +131,64 @@ class Edge:
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return await reply(413, too_large.body(), close=True)
-        body = await _read_body(receive, self.max_body)
+        try:  # a body that does not arrive in time must not hold its place (slow clients)
+            body = await asyncio.wait_for(_read_body(receive, self.max_body), self._left(since))
+        except asyncio.TimeoutError:
+            return await reply(504, _timed_out().body(), close=True)
         if body is None:
             return await reply(413, too_large.body(), close=True)
         refused = await self.queue.wait_turn()
         if refused is not None:
             return await _busy(reply, refused)
+        release = [self.queue.leave]  # the turn is held until the scoring thread is done with this request
         try:
             if await _client_left(receive):  # gave up while waiting: not scored
                 return await reply(499, error_body(CLIENT_LEFT))
-            return await reply(200, await self._run(post, body, since))
+            return await reply(200, await self._run(post, body, since, release))
         except RequestProblems as exc:
             return await reply(exc.status, exc.body(), [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()])
         finally:
-            self.queue.leave()
+            for leave in release:
+                leave()
 
-    async def _run(self, post: Post, body: bytes, since: float) -> bytes:
+    def _left(self, since: float) -> float:
+        """Seconds left of JOURNEY_TIMEOUT_S for a request that arrived at ``since``."""
+        return self.timeout_s - (time.perf_counter() - since)
+
+    async def _run(self, post: Post, body: bytes, since: float, release: list) -> bytes:
         """``post(body)`` on the scoring thread; 504 once JOURNEY_TIMEOUT_S has passed since
-        ``since`` (the thread finishes the request, its answer is dropped); 500 for a bug."""
-        left = self.timeout_s - (time.perf_counter() - since)
+        ``since``. A request answered 504 while the thread still works on it keeps the turn until
+        the thread is done (``release`` is emptied and the turn released then), so the next one
+        waits for a free thread, not behind a hidden one; 500 for a bug."""
+        left = self._left(since)
+        if left <= 0:
+            raise _timed_out()
+        job = self.queue.submit(post, body, self.models)
         try:
-            return await asyncio.wait_for(self.queue.run(post, body, self.models), max(left, 0.001))
+            return await asyncio.wait_for(asyncio.shield(job), left)
         except asyncio.TimeoutError:
-            raise RequestProblems(504, TIMED_OUT, [], TIMED_OUT_HINT) from None
+            job.add_done_callback(functools.partial(_release_when_done, release.pop()))
+            raise _timed_out() from None
         except RequestProblems:
             raise
         except Exception:  # noqa: BLE001 - a bug: logged with its traceback, answered as JSON
             logger.exception("journey service: unexpected error answering a request")
-            raise RequestProblems(500, INTERNAL, []) from None
+            raise RequestProblems(500, INTERNAL, [], counted=False) from None
 
     async def _reply(self, send: Any, path: str, since: float, status: int, payload: dict | bytes,
                      headers: list | None = None, close: bool = False) -> None:
         await _send_json(send, status, payload, headers, close)
-        self.metrics.answered(path, status, time.perf_counter() - since)
+        self.metrics.answered(endpoint_of(path), status, time.perf_counter() - since)
 
     def _authorized(self, scope: dict) -> bool:
         value = _header(scope, b"authorization") or ""
         scheme, _, token = value.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.token.encode())
+
+
+def endpoint_of(path: str) -> str:
+    """The metrics label of a known path: customer ids become a template (no series, no id, per customer)."""
+    return CUSTOMERS_PREFIX + "{customer_id}" if path.startswith(CUSTOMERS_PREFIX) else path
 
 
 def known_path(app: Any, scope: dict) -> bool:
@@ -190,6 +210,18 @@ def known_path(app: Any, scope: dict) -> bool:
             return found is not None and stat.S_ISREG(found.st_mode)
         return True
     return False
+
+
+def _timed_out() -> RequestProblems:
+    return RequestProblems(504, TIMED_OUT, [], TIMED_OUT_HINT, counted=False)
+
+
+def _release_when_done(leave: Callable[[], None], job: asyncio.Future) -> None:
+    """Done-callback of a job answered 504 before it finished: its outcome is dropped (read, so
+    asyncio does not report it), then the turn it held is released."""
+    if not job.cancelled() and job.exception() is not None:
+        logger.info("journey service: a request answered 504 ended with %s", type(job.exception()).__name__)
+    leave()
 
 
 async def _busy(reply: Reply, error: str) -> None:

@@ -24,16 +24,17 @@ class RequestProblems(Exception):
     as "not ready"), and extra ``headers``."""
 
     def __init__(self, status: int, error: str, problems: list[dict], hint: str | None = None, total: int | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, counted: bool = True):
         super().__init__(error)
         self.status, self.error, self.problems, self.hint = status, error, problems, hint
         self.total = len(problems) if total is None else total
         self.headers = headers or {}  # e.g. Retry-After
+        self.counted = counted  # False: a refusal (not ready, timed out, ...), whose total_problems is null
 
     def body(self) -> dict:
         shown = [p | {"message": clip(p["message"])} for p in self.problems[:MAX_PROBLEMS_SHOWN]]
         return ErrorResponse(error=clip(self.error), hint=self.hint, problems=shown,
-                             total_problems=self.total if self.problems or self.total else None).model_dump(mode="json")
+                             total_problems=self.total if self.counted else None).model_dump(mode="json")
 
 
 def error_body(error: str, hint: str | None = None) -> dict:

@@ -96,7 +96,8 @@ def _not_ready(scorer: Scorer, ctx: Any = None) -> JSONResponse:
 def _ready(scorer: Scorer) -> Scorer:
     """``scorer`` once its model is loaded; 503 (with Retry-After and the loading error, if any) before."""
     if not scorer.ready:
-        raise RequestProblems(503, NOT_READY, [], scorer.load_error or "retry when GET /readyz answers 200.", headers={"Retry-After": "5"})
+        raise RequestProblems(503, NOT_READY, [], scorer.load_error or "retry when GET /readyz answers 200.", headers={"Retry-After": "5"},
+                              counted=False)
     return scorer
 
 
@@ -113,7 +114,7 @@ def predict_answer(scorer: Scorer, request: Any) -> bytes:
 def events_answer(scorer: Scorer, request: Any) -> bytes:
     """The 200 body of ``POST /events`` for a validated request (on the scoring thread); 404 when profiles are off."""
     if _ready(scorer).store is None:
-        raise RequestProblems(404, NO_STORE, [], NO_STORE_HINT)
+        raise RequestProblems(404, NO_STORE, [], NO_STORE_HINT, counted=False)
     return ingest.ingest(scorer.store, request.events, scorer.predictor.taxonomy).model_dump_json().encode()
 
 

@@ -58,30 +58,32 @@ def edge(answer, token: str | None = None, timeout_s: int = 60, seen: list | Non
     return Edge(inner_app(), settings, None, ScoringQueue(8, 50), {"/predict": Post(validate, answer)}, metrics), metrics
 
 
-def call(app, method: str, path: str, body: bytes = b"", headers: list | None = None, disconnect: bool = False):
+async def acall(app, method: str, path: str, body: bytes = b"", headers: list | None = None, disconnect: bool = False,
+                body_arrives: bool = True):
     """(status, headers, body) of one request through ``app``; ``disconnect``: the client hangs up
-    once its body is sent."""
+    once its body is sent; ``body_arrives=False``: the client announces a body and never sends it."""
+    sent: list[dict] = []
+    incoming = [{"type": "http.request", "body": body, "more_body": False}] if body_arrives else []
+    if disconnect:
+        incoming.append({"type": "http.disconnect"})
 
-    async def main():
-        sent: list[dict] = []
-        incoming = [{"type": "http.request", "body": body, "more_body": False}]
-        if disconnect:
-            incoming.append({"type": "http.disconnect"})
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.sleep(3600)  # the connection stays open
 
-        async def receive() -> dict:
-            if incoming:
-                return incoming.pop(0)
-            await asyncio.sleep(3600)  # the connection stays open
+    async def send(message: dict) -> None:
+        sent.append(message)
 
-        async def send(message: dict) -> None:
-            sent.append(message)
+    scope = {"type": "http", "method": method, "path": path, "headers": [(b"content-length", str(len(body)).encode()), *(headers or [])],
+             "query_string": b"", "root_path": ""}
+    await app(scope, receive, send)
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
-        scope = {"type": "http", "method": method, "path": path, "headers": [(b"content-length", str(len(body)).encode()), *(headers or [])],
-                 "query_string": b"", "root_path": ""}
-        await app(scope, receive, send)
-        return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
-    return asyncio.run(main())
+def call(app, method: str, path: str, body: bytes = b"", headers: list | None = None, disconnect: bool = False):
+    """:func:`acall` in an event loop of its own."""
+    return asyncio.run(acall(app, method, path, body, headers, disconnect))
 
 
 def test_a_post_is_validated_and_answered_on_the_scoring_thread_in_one_turn():
@@ -114,6 +116,45 @@ def test_an_answer_later_than_the_timeout_is_a_504_at_the_deadline():
     assert metrics.answers == [("/predict", 504)]
 
 
+def test_after_a_504_the_turn_stays_taken_until_the_thread_is_done():
+    """The 504 answers the client; the scoring thread still works on that request, so the next one
+    is refused at once (429) instead of waiting behind hidden work, and is served once the thread is free."""
+    def answer(request: dict) -> bytes:
+        time.sleep(request["sleep"])
+        return b"{}"
+
+    app, metrics = edge(answer, timeout_s=1)
+
+    async def main() -> list:
+        first = await acall(app, "POST", "/predict", b'{"sleep": 2.0}')
+        second = await acall(app, "POST", "/predict", b'{"sleep": 0}')  # the thread is still busy with the first
+        await asyncio.sleep(1.5)  # the first request's work ends
+        third = await acall(app, "POST", "/predict", b'{"sleep": 0}')
+        return [first[0], second[0], third[0]]
+
+    assert asyncio.run(main()) == [504, 429, 200]
+    assert metrics.answers == [("/predict", 504), ("/predict", 429), ("/predict", 200)] and metrics.in_progress == 0
+
+
+def test_a_body_that_never_arrives_is_a_504_at_the_deadline_and_frees_its_place():
+    called: list = []
+    app, metrics = edge(lambda request: called.append(request) or b"{}", timeout_s=1)
+    t0 = time.perf_counter()
+    status, headers, body = asyncio.run(acall(app, "POST", "/predict", b'{"x": 1}', body_arrives=False))
+    assert status == 504 and headers[b"connection"] == b"close" and json.loads(body)["error"] == TIMED_OUT
+    assert time.perf_counter() - t0 < 1.8 and called == []
+    assert app.in_progress == 0 and metrics.in_progress == 0
+
+
+def test_customer_paths_are_one_metrics_label():
+    app, metrics = edge(lambda request: b"{}", token="t0k3n")
+    assert call(app, "GET", "/metadata")[0] == 401
+    app.app.routes.append(Route("/customers/{customer_id:path}", lambda request: JSONResponse({})))
+    for cid in ("a", "b/c"):
+        assert call(app, "GET", f"/customers/{cid}/events")[0] == 401
+    assert metrics.answers == [("/metadata", 401), ("/customers/{customer_id}", 401), ("/customers/{customer_id}", 401)]
+
+
 def test_a_bug_is_a_json_500_without_its_details(caplog):
     def broken(request: dict) -> bytes:
         raise KeyError("secret-internal-detail")
@@ -133,7 +174,10 @@ def test_a_refusal_keeps_its_status_and_headers():
     app, _ = edge(not_ready)
     status, headers, body = call(app, "POST", "/predict", b"{}")
     assert status == 503 and headers[b"retry-after"] == b"5"
-    assert json.loads(body) == {"error": "the model is not loaded yet", "hint": "retry", "problems": [], "total_problems": None}
+    assert json.loads(body) == {"error": "the model is not loaded yet", "hint": "retry", "problems": [], "total_problems": 0}
+    # a refusal (counted=False) has no problem count
+    problems = RequestProblems(503, "not ready", [], "retry", counted=False)
+    assert problems.body()["total_problems"] is None
 
 
 def test_a_client_that_left_is_not_answered():
