@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import statistics
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -14,14 +16,16 @@ T = TypeVar("T")
 QUEUE_FULL = "the scoring queue is full (JOURNEY_QUEUE_LENGTH): not scored"
 QUEUE_SLOW = "the scoring queue would not reach this request within JOURNEY_QUEUE_WAIT_MS: not scored"
 QUEUE_LATE = "waited longer than JOURNEY_QUEUE_WAIT_MS for scoring: not scored"
+RECENT_TURNS = 31  # turns whose median estimates the next ones
 
 
 class ScoringQueue:
     """Admission to one worker's scoring thread: one request at a time holds it (validation and
     scoring, see :meth:`run`), at most ``length`` more wait, each at most ``wait_ms``. A request is
     refused at once when the queue is full, or when the requests ahead of it would already take
-    longer than ``wait_ms`` at the recent time per turn (so most refusals are immediate); the
-    deadline catches the rest (a turn far longer than the recent ones).
+    longer than ``wait_ms`` at the typical time per turn (the median of the last
+    :data:`RECENT_TURNS`, so one slow request or one stall does not refuse the cheap ones after it;
+    most refusals are immediate); the deadline catches the rest (a turn far longer than the recent ones).
 
     Built once per process (the entry module builds it in the parent too, where it stays unused);
     the lock binds to the worker's event loop and the thread starts on first use."""
@@ -30,7 +34,8 @@ class ScoringQueue:
         self.capacity = length + 1  # the request being scored + those waiting
         self.wait_s = wait_ms / 1000
         self.admitted = 0
-        self.turn_s = 0.0  # moving average of how long a request holds the scoring thread
+        self.turn_s = 0.0  # median of how long the recent requests held the scoring thread
+        self._recent: deque[float] = deque(maxlen=RECENT_TURNS)
         self._since = 0.0
         self._turn = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -55,8 +60,8 @@ class ScoringQueue:
         return None
 
     def leave(self) -> None:
-        held = time.perf_counter() - self._since
-        self.turn_s = held if self.turn_s == 0.0 else 0.8 * self.turn_s + 0.2 * held
+        self._recent.append(time.perf_counter() - self._since)
+        self.turn_s = statistics.median(self._recent)
         self._turn.release()
         self.admitted -= 1
 
