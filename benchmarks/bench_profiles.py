@@ -47,7 +47,8 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_service import ensure_model, load, machine, summary  # noqa: E402
+from bench_service import ensure_model, machine  # noqa: E402
+from open_loop import load, summary  # noqa: E402
 from processes import free_port, stop_process_group  # noqa: E402  (tests/, put on sys.path by bench_service)
 from profiles_data import ingest_bodies, chunk_table, customer_ids, predict_payloads, write_events  # noqa: E402
 

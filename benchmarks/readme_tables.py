@@ -272,6 +272,34 @@ def service_rows(r: dict | None) -> list[list[str]]:
     ]]
 
 
+def in_process_rows(r: dict | None) -> list[list[str]]:
+    """``bench_service.py --in-process-only``: one prediction's handling in process, beside the four-model floor."""
+    if r is None:
+        return []
+    ip = r["in_process"]
+    p50, floor = ip["predict"]["p50_ms"], ip["floor"]["p50_ms"]
+    return [[
+        "one prediction in process, one customer with 200 events, reasons included (`bench_service.py --in-process-only`)",
+        f"median {p50:.2f} ms = {ip['p50_ratio_to_floor']['predict']:.1f}x the four models alone ({floor:.2f} ms, same run); "
+        f"with validation and JSON {ip['answer']['p50_ms']:.2f} ms ({ip['calls']:,} calls, load {load_range(ip['load_average_before'][:1])})",
+        "median <= 2.0 ms", yes_no(p50 <= 2.0),
+    ]]
+
+
+def http_cpu_rows(now: dict | None, before: dict | None) -> list[list[str]]:
+    """``bench_http_cpu.py``: server CPU per request over HTTP beside the in-process answer."""
+    if now is None:
+        return []
+    was = (f"; at {before['commit']} (BentoML's router on the path): {before['server_cpu_ms_per_request']:.2f} ms, "
+           f"plumbing {before['plumbing_ms']:.2f} ms") if before else ""
+    return [[
+        "server CPU per `POST /predict`, one worker, one request at a time (`bench_http_cpu.py`)",
+        f"{now['server_cpu_ms_per_request']:.2f} ms at {now['commit']} (in-process answer {now['floor_in_process_answer_cpu_ms']:.2f} ms, "
+        f"plumbing {now['plumbing_ms']:.2f} ms; load {load_range(now['load_average_before'][:1])}){was}",
+        "reported", "—",
+    ]]
+
+
 def batch_rows(r: dict | None) -> list[list[str]]:
     if r is None:
         return [["batch scoring, 1,000,000 customers (`bench_batch.py`)", NOT_MEASURED, "<= 3 min, <= 6 GB", "—"]]
@@ -342,7 +370,9 @@ def render_benchmarks(results: Path) -> str:
     rows += train_rows(load(results, "train.json"))
     for big in ("train_1000000.json", "train_3000000.json"):  # bench_train.py --customers N (N > 200,000), when run
         rows += train_rows(load(results, big)) if load(results, big) else []
+    rows += in_process_rows(load(results, "service_in_process.json"))
     rows += service_rows(load(results, "service.json"))
+    rows += http_cpu_rows(load(results, "http_cpu.json"), load(results, "http_cpu_before.json"))
     rows += batch_rows(load(results, "batch.json"))
     return (table(["benchmark", "result", "target", "met?"], rows) + "\n\n" + overload_table(load(results, "service_overload.json"))
             + "\n\n" + profiles_table(load(results, "profiles.json"), NOT_MEASURED, table))
