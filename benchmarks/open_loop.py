@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -65,10 +66,18 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
                 return error(type(exc).__name__)
             if status != 200:
                 error(f"http_{status}")
+                refused_at.append(round(due - start, 2))
             (latencies if status == 200 else shed if status in (429, 503) else []).append((time.perf_counter() - due) * 1000)
 
+        # The generator's own garbage collector must not pause the schedule: a full collection over
+        # this process's objects (payloads, and the in-process reference's model) took ~250 ms and
+        # then sent a second's worth of requests as one burst. Collected before, frozen, off during the load.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         sampler = asyncio.create_task(sample_memory())
         n, tasks, start, behind = int(rate * seconds), [], time.perf_counter(), 0.0
+        refused_at: list[float] = []  # due time (s from the start) of each answer other than 200
         for i in range(n):
             due = start + i / rate
             wait = due - time.perf_counter()
@@ -80,6 +89,7 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
         send_window = time.perf_counter() - start
         await asyncio.gather(*tasks)
         total = time.perf_counter() - start
+        gc.enable()
         done.set()
         await sampler
     return {
@@ -88,4 +98,5 @@ async def load(url: str, payloads: list[dict], rate: float, seconds: float, time
         "achieved_rate": round(len(latencies) / max(send_window, 1e-9), 2), "completion_rate": round(len(latencies) / max(total, 1e-9), 2),
         "all_answered_after_s": round(total, 3), "max_sender_lag_ms": round(behind * 1000, 2), "max_in_flight": max_in_flight,
         "peak_rss_bytes": peak[0], "peak_rss_gb": round(peak[0] / 1e9, 3),
+        "non_200_due_at_s": sorted(refused_at)[:200],  # when the refusals came (stalls show as clusters)
     }
