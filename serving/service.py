@@ -71,7 +71,7 @@ from journey_stage.serving.admission import ScoringQueue
 from journey_stage.serving.ingest import validate_events_body
 from journey_stage.serving.middleware import Edge, Post
 from journey_stage.serving import ingest
-from journey_stage.serving.problems import RequestProblems, error_body, validate_request_body
+from journey_stage.serving.problems import RequestProblems, validate_request_body
 from journey_stage.serving.requests import Scorer
 from journey_stage.serving.schemas import (
     CUSTOMERS_PREFIX, EVENTS_PATH, METADATA_PATH, PREDICT_PATH, CustomerErased, CustomerEvents, ErrorResponse, EventsAccepted, Metadata,
@@ -88,9 +88,8 @@ def _answer(ctx: Any, status: int, body: dict, headers: Optional[dict] = None) -
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _not_ready(scorer: Scorer, ctx: Any = None) -> JSONResponse:
-    hint = scorer.load_error or "retry when GET /readyz answers 200."
-    return _answer(ctx, 503, error_body(NOT_READY, hint), {"Retry-After": "5"})
+def _error(ctx: Any, exc: RequestProblems) -> JSONResponse:
+    return _answer(ctx, exc.status, exc.body(), exc.headers)
 
 
 def _ready(scorer: Scorer) -> Scorer:
@@ -106,6 +105,14 @@ NO_STORE_HINT = "send each customer's events to POST /predict, or configure a pr
 STORE_ANSWERS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
+def _store(scorer: Scorer) -> Any:
+    """The loaded scorer's profile store; 503 before the model is loaded, 404 when profiles are off."""
+    store = _ready(scorer).store
+    if store is None:
+        raise RequestProblems(404, NO_STORE, [], NO_STORE_HINT, counted=False)
+    return store
+
+
 def predict_answer(scorer: Scorer, request: Any) -> bytes:
     """The 200 body of ``POST /predict`` for a validated request (on the scoring thread)."""
     return _ready(scorer).answer(request.customers, request.as_of)
@@ -113,9 +120,7 @@ def predict_answer(scorer: Scorer, request: Any) -> bytes:
 
 def events_answer(scorer: Scorer, request: Any) -> bytes:
     """The 200 body of ``POST /events`` for a validated request (on the scoring thread); 404 when profiles are off."""
-    if _ready(scorer).store is None:
-        raise RequestProblems(404, NO_STORE, [], NO_STORE_HINT, counted=False)
-    return ingest.ingest(scorer.store, request.events, scorer.predictor.taxonomy).model_dump_json().encode()
+    return ingest.ingest(_store(scorer), request.events, scorer.predictor.taxonomy).model_dump_json().encode()
 
 
 async def _direct(ctx: Any, queue: ScoringQueue, answer: Any, scorer: Scorer, request: Any) -> Response:
@@ -124,21 +129,17 @@ async def _direct(ctx: Any, queue: ScoringQueue, answer: Any, scorer: Scorer, re
     try:
         body = await queue.run(answer, scorer, request)
     except RequestProblems as exc:
-        return _answer(ctx, exc.status, exc.body(), exc.headers)
+        return _error(ctx, exc)
     return Response(body, media_type="application/json")
 
 
 async def _with_store(scorer: Scorer, queue: ScoringQueue, fn: Any, *args: Any) -> Any:
     """``fn(store, *args)`` on the scoring thread, or the JSON error answer (not ready, profiles off,
     the store failing)."""
-    if not scorer.ready:
-        return _not_ready(scorer)
-    if scorer.store is None:
-        return _answer(None, 404, error_body(NO_STORE, NO_STORE_HINT))
     try:
-        return await queue.run(fn, scorer.store, *args)
+        return await queue.run(fn, _store(scorer), *args)
     except RequestProblems as exc:
-        return _answer(None, exc.status, exc.body())
+        return _error(None, exc)
 
 
 def pin_model(settings: RuntimeSettings) -> None:
@@ -230,9 +231,10 @@ def build_service(settings: RuntimeSettings) -> Any:
             responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
         )
         def metadata(self) -> Metadata:
-            if not self.scorer.ready:
-                return _not_ready(self.scorer)
-            return self.scorer.metadata()
+            try:
+                return _ready(self.scorer).metadata()
+            except RequestProblems as exc:
+                return _error(None, exc)
 
     return JourneyService
 
