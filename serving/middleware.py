@@ -140,40 +140,32 @@ class Edge:
         refused = await self.queue.wait_turn()
         if refused is not None:
             return await _busy(reply, refused)
-        release = [self.queue.leave]  # the turn is held until the scoring thread is done with this request
+        job: asyncio.Future | None = None  # the request's work on the scoring thread
         try:
             if await _client_left(receive):  # gave up while waiting: not scored
                 return await reply(499, error_body(CLIENT_LEFT))
-            return await reply(200, await self._run(post, body, since, release))
+            left = self._left(since)
+            if left <= 0:
+                raise _timed_out()
+            job = self.queue.submit(post, body, self.models)
+            return await reply(200, await _answer_of(job, left))
         except RequestProblems as exc:
             return await reply(exc.status, exc.body(), [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()])
         finally:
-            for leave in release:
-                leave()
+            self._leave_when_done(job)
 
     def _left(self, since: float) -> float:
         """Seconds left of JOURNEY_TIMEOUT_S for a request that arrived at ``since``."""
         return self.timeout_s - (time.perf_counter() - since)
 
-    async def _run(self, post: Post, body: bytes, since: float, release: list) -> bytes:
-        """``post(body)`` on the scoring thread; 504 once JOURNEY_TIMEOUT_S has passed since
-        ``since``. A request answered 504 while the thread still works on it keeps the turn until
-        the thread is done (``release`` is emptied and the turn released then), so the next one
-        waits for a free thread, not behind a hidden one; 500 for a bug."""
-        left = self._left(since)
-        if left <= 0:
-            raise _timed_out()
-        job = self.queue.submit(post, body, self.models)
-        try:
-            return await asyncio.wait_for(asyncio.shield(job), left)
-        except asyncio.TimeoutError:
-            job.add_done_callback(functools.partial(_release_when_done, release.pop()))
-            raise _timed_out() from None
-        except RequestProblems:
-            raise
-        except Exception:  # noqa: BLE001 - a bug: logged with its traceback, answered as JSON
-            logger.exception("journey service: unexpected error answering a request")
-            raise RequestProblems(500, INTERNAL, [], counted=False) from None
+    def _leave_when_done(self, job: asyncio.Future | None) -> None:
+        """Release the turn once the scoring thread is done with this request: now, or, for one
+        answered 504 while the thread still works on it, when that work ends (so the next request
+        waits for a free thread, not behind a hidden one)."""
+        if job is None or job.done():
+            self.queue.leave()
+        else:
+            job.add_done_callback(functools.partial(_release_when_done, self.queue.leave))
 
     async def _reply(self, send: Any, path: str, since: float, status: int, payload: dict | bytes,
                      headers: list | None = None, close: bool = False) -> None:
@@ -210,6 +202,20 @@ def known_path(app: Any, scope: dict) -> bool:
             return found is not None and stat.S_ISREG(found.st_mode)
         return True
     return False
+
+
+async def _answer_of(job: asyncio.Future, left: float) -> bytes:
+    """The job's answer within ``left`` seconds: 504 after that (the job goes on, unseen), a JSON
+    500 for a bug."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(job), left)
+    except asyncio.TimeoutError:
+        raise _timed_out() from None
+    except RequestProblems:
+        raise
+    except Exception:  # noqa: BLE001 - a bug: logged with its traceback, answered as JSON
+        logger.exception("journey service: unexpected error answering a request")
+        raise RequestProblems(500, INTERNAL, [], counted=False) from None
 
 
 def _timed_out() -> RequestProblems:
