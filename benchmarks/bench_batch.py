@@ -8,7 +8,7 @@ process tree (the scoring process, its worker processes, Spark's JVM and Python 
   stopping; bootstrap off) on ``--train-customers`` synthetic customers, registered and promoted in
   a private MLflow store; scoring loads it by URI like ``journey score`` does.
 * ``generate``: ``journey_stage.synthetic.generate.generate_events(--customers)`` written to Parquet, plus a random
-  subset of customers (``crc32(id)`` buckets) for the reasons and the Spark fallback runs.
+  subset of customers (``crc32(id)`` buckets) for the Spark fallback run.
 * ``floor``: the least any batch scorer must do, measured in the same run: read the Parquet input
   and write one row per customer (pyarrow: read + ``group_by(customer_id)`` + write Parquet; and the
   same with pandas). Ratios of the scoring wall time to both floors are reported.
@@ -115,11 +115,10 @@ def phase_generate(a) -> dict:
            "row_groups": pq.ParquetFile(wd / "events.parquet").metadata.num_row_groups,
            "time_span": [str(df["timestamp"].min()), str(df["timestamp"].max())]}
     buckets = np.array([zlib.crc32(c.encode()) % 1000 for c in ids])
-    for name, n in (("reasons", a.reasons_customers), ("spark_subset", a.spark_customers)):
-        keep = set(ids[buckets < max(1, round(1000 * min(n, n_customers) / n_customers))])
-        sub = df[df["customer_id"].isin(keep)]
-        write_table(sub.drop(columns=["true_stage"]), wd / f"{name}.parquet", taxonomy="five_stage")
-        out[name] = {"customers": int(sub["customer_id"].nunique()), "events": int(len(sub))}
+    keep = set(ids[buckets < max(1, round(1000 * min(a.spark_customers, n_customers) / n_customers))])
+    sub = df[df["customer_id"].isin(keep)]
+    write_table(sub.drop(columns=["true_stage"]), wd / "spark_subset.parquet", taxonomy="five_stage")
+    out["spark_subset"] = {"customers": int(sub["customer_id"].nunique()), "events": int(len(sub))}
     return out
 
 
@@ -171,7 +170,7 @@ def run_phase(name: str, args, extra: list[str], timeout: float | None = None) -
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", name, "--workdir", args.workdir,
            "--customers", str(args.customers), "--seed", str(args.seed), "--train-customers", str(args.train_customers),
-           "--reasons-customers", str(args.reasons_customers), "--spark-customers", str(args.spark_customers), *extra]
+           "--spark-customers", str(args.spark_customers), *extra]
     env = dict(os.environ, JOURNEY_HOME=str(Path(args.workdir) / "mlflow"), PYTHONPATH=str(ROOT))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -232,7 +231,6 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--train-customers", type=int, default=5_000)
-    ap.add_argument("--reasons-customers", type=int, default=20_000)
     ap.add_argument("--spark-customers", type=int, default=100_000, help="subset for Spark if the full run does not finish in time")
     ap.add_argument("--spark-timeout", type=float, default=600.0)
     ap.add_argument("--reasons-timeout", type=float, default=900.0, help="time limit of the full run with reasons")
