@@ -13,6 +13,7 @@ multiprocess directory (imported earlier it would count in memory, invisible to 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Callable
 
@@ -62,11 +63,7 @@ class EdgeMetrics:
             logger.exception("journey service: could not record request metrics")
 
 
-_SHARED: list[EdgeMetrics] = []
-
-
+@functools.cache
 def shared_metrics() -> EdgeMetrics:
     """This process's :class:`EdgeMetrics`."""
-    if not _SHARED:
-        _SHARED.append(EdgeMetrics())
-    return _SHARED[0]
+    return EdgeMetrics()
