@@ -70,6 +70,13 @@ class JourneyPredictor:
         """``{"name", "version", "served"}``: the ``model`` field of every answer and of ``/metadata``."""
         return {"name": str(self.info.get("name", "")), "version": str(self.info.get("version", "")), "served": self.served}
 
+    def prepare(self) -> None:
+        """Build what the first answers would otherwise build: the served models' explainers."""
+        for task in self.models:
+            model = self.serving_model(task)
+            if isinstance(model, TaskModel):
+                model.prepare()
+
     def check_compatible(self) -> None:
         if self.feature_version != FEATURE_VERSION:
             raise ModelError(

@@ -35,7 +35,7 @@ DIGEST_KEY = "predictor_sha256"
 REGISTRY_FILE = "registry.json"  # {"name", "version"} of the registered model, written after registration
 EVENT_FIELDS = ("timestamp", "event_type", "channel", "value", "campaign")
 # what the predictor needs to load and predict, pinned to the versions that wrote it
-RUNTIME_DISTRIBUTIONS = ("lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow", "joblib", "pydantic")
+RUNTIME_DISTRIBUTIONS = ("lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow", "joblib", "pydantic", "numba", "llvmlite")
 
 
 def pinned_requirements() -> list[str]:

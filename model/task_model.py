@@ -16,6 +16,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
 from journey_stage.model.fastrow import CONTRIB, NORMAL, RAW_SCORE, booster_predict
+from journey_stage.model.treeshap import tree_explainer
 
 MARGIN_BLOCK_ROWS = 32_768  # rows per block when computing linear margins
 
@@ -153,26 +154,54 @@ class TaskModel:
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions to :meth:`margin` (raw score scale), (n, n_classes or 1,
-        n_features + 1), last column the bias; they add up to the margin. LightGBM's own SHAP
-        values (pred_contrib), blended with the linear model's exact ones for a blended task."""
+        n_features + 1), last column the bias; they add up to the margin. The trees' exact
+        TreeSHAP values (:mod:`journey_stage.model.treeshap`, equal to LightGBM's pred_contrib
+        within 1e-9), blended with the linear model's exact ones for a blended task."""
         X = np.asarray(X, dtype=np.float64)
-        c = booster_predict(self._fast, self.booster.booster_, X, CONTRIB, self._num_iteration())
-        p = X.shape[1] + 1
-        c = c.reshape(X.shape[0], -1, p)
+        c = np.stack([self._tree_contributions(X, k) for k in range(self._outputs())], axis=1)
         if self.linear is not None:
             c = self.booster_weight * c + (1.0 - self.booster_weight) * self.linear.contributions(X)[:, None, :]
         return c
 
     def class_contributions(self, X: np.ndarray, k: int) -> np.ndarray:
-        """``contributions(X)[:, k, :]`` at a sixth of the cost for a 6-class model: LightGBM's
-        contributions of the trees of class ``k`` only (a test shows the two are equal)."""
-        if self.booster.booster_.num_model_per_iteration() == 1:
+        """``contributions(X)[:, k, :]`` of class ``k`` alone (a multiclass model's other classes'
+        trees are not walked; a test shows the two are equal)."""
+        if self._outputs() == 1:
             return self.contributions(X)[:, 0, :]
+        return self._tree_contributions(np.asarray(X, dtype=np.float64), k)
+
+    def prepare(self) -> None:
+        """Build (and compile) the explainers of every output now, not at the first answer that
+        needs one (the service calls this before declaring readiness)."""
+        row = np.zeros((1, self.booster.booster_.num_feature()))
+        for k in range(self._outputs()):
+            self._tree_contributions(row, k)
+
+    def _outputs(self) -> int:
+        return self.booster.booster_.num_model_per_iteration()
+
+    def _tree_contributions(self, X: np.ndarray, k: int) -> np.ndarray:
+        """The trees' contributions for output ``k``, (n, n_features + 1): the table explainer, or
+        LightGBM's pred_contrib for a booster too large for one (see the treeshap module)."""
+        booster, iterations = self._output_booster(k)
+        explainers = self.__dict__.setdefault("_explainers", {})
+        if k not in explainers:
+            explainers[k] = tree_explainer(booster, iterations)
+        if explainers[k] is not None and len(X) and X.ndim == 2 and X.shape[1] == explainers[k].n_features:
+            return explainers[k](X)
+        return booster_predict(self._fast, booster, X, CONTRIB, iterations)
+
+    def _output_booster(self, k: int) -> tuple[lgb.Booster, int | None]:
+        """The one-output booster of output ``k`` and the iterations to use: the booster itself,
+        or a multiclass model's trees of class ``k`` (built for all classes at once, before the
+        service's readiness by its warm-up)."""
+        if self._outputs() == 1:
+            return self.booster.booster_, self._num_iteration()
         cache = self.__dict__.setdefault("_class_boosters", {})
-        if not cache:  # all classes at once (the service's warm-up builds them before readiness)
+        if not cache:
             for j in range(len(self.classes)):
                 cache[j] = class_booster(self.booster.booster_, j, self._num_iteration())
-        return booster_predict(self._fast, cache[k], X, CONTRIB, None)
+        return cache[k], None
 
     @property
     def _fast(self) -> dict:
@@ -182,6 +211,7 @@ class TaskModel:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_class_boosters", None)  # derived, rebuilt on demand
+        state.pop("_explainers", None)
         state.pop("_fast_rows", None)  # C handles, rebuilt on demand
         return state
 

@@ -88,7 +88,9 @@ class Scorer:
         )
 
     def _warm_up(self, predictor: Any, playbook: Any) -> None:
-        """One prediction before declaring readiness, so the first request is not slow."""
+        """The explainers built and one prediction made before declaring readiness, so the first
+        requests are not slow."""
+        predictor.prepare()
         event_type = predictor.taxonomy.event_types[0]
         customer = request_models(self.settings).customer(
             customer_id="warm-up", events=[{"timestamp": "2025-01-01T00:00:00Z", "event_type": event_type}]
