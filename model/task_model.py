@@ -181,13 +181,13 @@ class TaskModel:
         return self.booster.booster_.num_model_per_iteration()
 
     def _tree_contributions(self, X: np.ndarray, k: int) -> np.ndarray:
-        """The trees' contributions for output ``k``, (n, n_features + 1): the table explainer, or
-        LightGBM's pred_contrib for a booster too large for one (see the treeshap module)."""
+        """The trees' contributions for output ``k``, (n, n_features + 1) (rows of another width:
+        LightGBM's pred_contrib and its error)."""
         booster, iterations = self._output_booster(k)
         explainers = self.__dict__.setdefault("_explainers", {})
         if k not in explainers:
             explainers[k] = tree_explainer(booster, iterations)
-        if explainers[k] is not None and len(X) and X.ndim == 2 and X.shape[1] == explainers[k].n_features:
+        if len(X) and X.ndim == 2 and X.shape[1] == explainers[k].n_features:
             return explainers[k](X)
         return booster_predict(self._fast, booster, X, CONTRIB, iterations)
 

@@ -1,35 +1,36 @@
-"""Exact path-dependent TreeSHAP values of a one-output LightGBM booster by table lookup (the
-"Fast TreeSHAP v2" idea of Yang, 2021, arXiv:2109.09847), compiled with numba.
+"""Exact path-dependent TreeSHAP values of a one-output LightGBM booster, leaf by leaf in closed
+form, compiled with numba.
 
 LightGBM's ``pred_contrib`` walks every tree with the recursive TreeSHAP algorithm (Lundberg et
-al., 2020): O(leaves x depth^2) per tree and row. The same values follow from a per-leaf game:
-a leaf ``l`` with value ``v``, unique path features ``F`` (``d`` of them), ``z_j`` the product of
-the cover fractions of the path's splits on ``j`` and ``o_j`` = 1 when the row follows every split
-on ``j`` along the path, contributes to the model's expectation given the features in ``S``
-``v * prod_{j in S} o_j * prod_{j in F - S} z_j``. Its Shapley value for ``i`` depends on the row
-only through the bit mask ``o`` (2^d values), so it is computed once per leaf and mask when the
-explainer is built, and a row costs a walk over the path splits plus one lookup per leaf and path
-feature: O(leaves x depth) per tree, without the recursion. The bias column is the model's
-expectation with no feature known.
+al., 2020), extending and unwinding a path of permutation weights at every node. The same values
+follow from one game per leaf (the decomposition behind Fast TreeSHAP, Yang 2021,
+arXiv:2109.09847): a leaf with value ``v``, ``d`` unique features on its path, ``z_j`` the product
+of the training-count fractions of the path's splits on feature ``j`` and ``o_j`` = 1 when the row
+follows every split on ``j`` along the path, adds to the trees' expectation given the features in
+``S`` the amount ``v * prod_{j in S} o_j * prod_{j not in S} z_j``. With ``A`` the path features
+the row follows, ``B`` the others, ``Q = A - {i}`` and ``e_k`` the elementary symmetric
+polynomials of the ``z`` of ``Q``, its Shapley value for feature ``i`` is
 
-The values equal LightGBM's up to floating-point summation order: ``tests/model/test_treeshap.py``
-compares them on trained models (missing values, repeated features on a path, one-leaf trees)
-within 1e-9 absolute. Tables take ``sum over leaves of 2^d * d`` doubles; a booster whose tables
-would pass :data:`MAX_TABLE_BYTES` gets no explainer and its caller uses LightGBM's
-``pred_contrib``. Splits are decided as LightGBM's ``Tree::Decision`` (numerical with its missing
-types, and categorical)."""
+    v * (o_i - z_i) * prod_{j in B, j != i} z_j * sum_k w(|Q| - k) * e_k,   w(s) = s! (d-1-s)! / d!
+
+(``e_k`` of ``Q`` from those of ``A`` by dividing out ``1 + z_i t``). A row costs, per leaf, a walk
+over its path's splits and O(d^2) arithmetic on a few doubles that sit next to each other in
+memory. The bias column is the expectation with no feature known.
+
+The values equal LightGBM's within 1e-9 on trained models, and the textbook Shapley values by
+enumeration of every coalition; LightGBM's are not exact for some rows with infinite feature
+values (``tests/model/test_treeshap.py``). Splits are decided as LightGBM's ``Tree::Decision``:
+numerical with its missing-value types, and categorical."""
 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
+from math import comb
 
 import lightgbm as lgb
 import numpy as np
 
-MAX_TABLE_BYTES = 256 * 2**20  # per booster; beyond this LightGBM's own TreeSHAP is used
-MAX_PATH_FEATURES = 16  # unique features on one leaf's path (the table has 2^d rows)
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}  # LightGBM's missing types (tree.h)
 _CATEGORICAL = 3
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
@@ -38,8 +39,8 @@ _INT_LIMIT = 2.0**31  # static_cast<int> of larger values (and NaN) is INT_MIN o
 
 @dataclass(frozen=True)
 class TreeExplainer:
-    """The flattened trees and per-leaf tables of one booster; ``self(X)`` -> (n, n_features + 1)
-    contributions, last column the bias, as ``booster.predict(X, pred_contrib=True)``."""
+    """The flattened trees of one booster; ``self(X)`` -> (n, n_features + 1) contributions, last
+    column the bias, as ``booster.predict(X, pred_contrib=True)``."""
 
     n_features: int
     bias: float
@@ -49,14 +50,15 @@ class TreeExplainer:
     node_missing: np.ndarray  # 0 none, 1 zero, 2 NaN; 3: a categorical split
     node_categories: np.ndarray  # per split node: where its categories start in categories, (nodes + 1,)
     categories: np.ndarray  # the categories that go left (categorical splits)
-    leaf_paths: np.ndarray  # per leaf with d >= 1: start of its splits in path_*, (leaves + 1,)
+    leaf_value: np.ndarray  # per leaf of a tree with splits
+    leaf_paths: np.ndarray  # per leaf: start of its splits in path_*, (leaves + 1,)
     path_node: np.ndarray  # per split on a leaf's path: the node, the side taken, the feature's slot
     path_left: np.ndarray
     path_slot: np.ndarray
-    leaf_slots: np.ndarray  # per leaf: start of its unique features in slot_feature, (leaves + 1,)
+    leaf_slots: np.ndarray  # per leaf: start of its unique path features in slot_*, (leaves + 1,)
     slot_feature: np.ndarray
-    leaf_table: np.ndarray  # per leaf: where its (2^d, d) table starts in table
-    table: np.ndarray
+    slot_z: np.ndarray  # the product of the count fractions of the leaf's splits on that feature
+    weights: np.ndarray  # weights[d, s] = s! (d-1-s)! / d!
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -65,79 +67,64 @@ class TreeExplainer:
         out = np.zeros((len(X), self.n_features + 1))
         out[:, -1] = self.bias
         _kernel()(X, self.node_feature, self.node_threshold, self.node_default_left, self.node_missing, self.node_categories,
-                 self.categories, self.leaf_paths,
-                 self.path_node, self.path_left, self.path_slot, self.leaf_slots, self.slot_feature, self.leaf_table,
-                 self.table, out)
+                  self.categories, self.leaf_value, self.leaf_paths, self.path_node, self.path_left, self.path_slot,
+                  self.leaf_slots, self.slot_feature, self.slot_z, self.weights, out)
         return out
 
 
-def tree_explainer(booster: lgb.Booster, num_iteration: int | None) -> TreeExplainer | None:
+def tree_explainer(booster: lgb.Booster, num_iteration: int | None) -> TreeExplainer:
     """The explainer of a one-output ``booster``'s first ``num_iteration`` trees (None: the
-    booster's best iteration, as ``Booster.predict``), or None when it has none (see the module)."""
+    booster's best iteration, as ``Booster.predict``)."""
     if booster.num_model_per_iteration() != 1:
         raise ValueError("tree_explainer needs a one-output booster (a multiclass model: one per class)")
     iterations = booster.best_iteration if num_iteration is None else num_iteration
     dump = booster.dump_model(num_iteration=int(iterations) if iterations and iterations > 0 else None)
     parts = _Parts()
     for tree in dump["tree_info"]:
-        if not _add_tree(parts, tree["tree_structure"]):
-            return None
-    if parts.table_doubles * 8 > MAX_TABLE_BYTES:
-        return None
+        _add_tree(parts, tree["tree_structure"])
     return parts.build(booster.num_feature())
 
 
 class _Parts:
-    """What the trees' walk collects, then :meth:`build` makes the arrays and tables."""
+    """What the walk over the trees collects; :meth:`build` makes the arrays."""
 
     def __init__(self):
         self.bias = 0.0
         self.nodes: list[tuple[int, float, bool, int]] = []
         self.categories: list[list[int]] = []  # per node (empty for numerical splits)
         self.leaves: list[tuple[float, list[tuple[int, bool, int]], list[int], list[float]]] = []
-        self.table_doubles = 0
 
     def build(self, n_features: int) -> TreeExplainer:
         node = np.array(self.nodes, dtype=np.float64).reshape(-1, 4)
         paths = [p for _, p, _, _ in self.leaves]
-        feats = [f for _, _, f, _ in self.leaves]
-        d = np.array([len(f) for f in feats], dtype=np.int64)
-        leaf_table = np.zeros(len(d), dtype=np.int64)
-        leaf_table[1:] = np.cumsum((2**d) * d)[:-1]
-        table = np.zeros(int(((2**d) * d).sum()))
-        for size in np.unique(d):
-            at = np.flatnonzero(d == size)
-            values = np.array([self.leaves[i][0] for i in at])
-            z = np.array([self.leaves[i][3] for i in at]).reshape(len(at), int(size))
-            blocks = leaf_tables(values, z)
-            for i, block in zip(at, blocks):
-                table[leaf_table[i]: leaf_table[i] + block.size] = block.ravel()
+        deepest = max([len(f) for _, _, f, _ in self.leaves], default=0)
+        weights = np.zeros((deepest + 1, max(deepest, 1)))
+        for d in range(1, deepest + 1):
+            weights[d, :d] = [1.0 / (d * comb(d - 1, s)) for s in range(d)]
         return TreeExplainer(
             n_features, self.bias, node[:, 0].astype(np.int64), node[:, 1].copy(), node[:, 2].astype(np.bool_),
             node[:, 3].astype(np.int64), _starts([len(c) for c in self.categories]),
-            np.array([c for cs in self.categories for c in cs], dtype=np.int64), _starts([len(p) for p in paths]),
+            np.array([c for cs in self.categories for c in cs], dtype=np.int64),
+            np.array([v for v, _, _, _ in self.leaves], dtype=np.float64), _starts([len(p) for p in paths]),
             np.array([n for p in paths for n, _, _ in p], dtype=np.int64),
             np.array([left for p in paths for _, left, _ in p], dtype=np.bool_),
             np.array([s for p in paths for _, _, s in p], dtype=np.int64),
-            _starts(list(d)), np.array([j for f in feats for j in f], dtype=np.int64), leaf_table, table)
+            _starts([len(f) for _, _, f, _ in self.leaves]),
+            np.array([j for _, _, f, _ in self.leaves for j in f], dtype=np.int64),
+            np.array([z for _, _, _, zs in self.leaves for z in zs], dtype=np.float64), weights)
 
 
-def _add_tree(parts: _Parts, root: dict) -> bool:
-    """Walk one tree of a LightGBM JSON dump into ``parts``; False when a leaf has more than
-    :data:`MAX_PATH_FEATURES` path features."""
+def _add_tree(parts: _Parts, root: dict) -> None:
+    """Walk one tree of a LightGBM JSON dump into ``parts``."""
     if "leaf_index" not in root and "split_index" not in root:  # a one-leaf tree: a constant
         parts.bias += float(root["leaf_value"])
-        return True
-    stack = [(root, [], [], [], 1.0)]  # node, path splits, unique features, their z, prob of reaching
+        return
+    stack = [(root, [], [], [], 1.0)]  # node, path splits, unique features, their z, share of the counts
     while stack:
         node, path, feats, zs, reach = stack.pop()
         if "leaf_index" in node:
-            value = float(node["leaf_value"])
-            parts.bias += value * reach
-            if len(feats) > MAX_PATH_FEATURES:
-                return False
-            parts.leaves.append((value, path, feats, zs))
-            parts.table_doubles += (2 ** len(feats)) * len(feats)
+            parts.bias += float(node["leaf_value"]) * reach
+            parts.leaves.append((float(node["leaf_value"]), path, feats, zs))
             continue
         index = len(parts.nodes)
         feature = int(node["split_feature"])
@@ -152,13 +139,11 @@ def _add_tree(parts: _Parts, root: dict) -> bool:
             fraction = _count(child) / count
             if feature in feats:
                 slot = feats.index(feature)
-                child_zs = list(zs)
+                child_feats, child_zs = feats, list(zs)
                 child_zs[slot] *= fraction
-                child_feats = feats
             else:
-                slot, child_zs, child_feats = len(feats), zs + [fraction], feats + [feature]
+                slot, child_feats, child_zs = len(feats), feats + [feature], zs + [fraction]
             stack.append((child, path + [(index, left, slot)], child_feats, child_zs, reach * fraction))
-    return True
 
 
 def _count(node: dict) -> float:
@@ -171,35 +156,6 @@ def _starts(sizes: list[int]) -> np.ndarray:
     return out
 
 
-def leaf_tables(values: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Shapley values of the leaf games of :mod:`this module <journey_stage.model.treeshap>` for
-    leaves with the same number ``d`` of path features: (leaves, 2^d, d); ``[l, o, i]`` is feature
-    slot ``i``'s value for leaf ``l`` when the row follows the splits of the slots set in ``o``.
-
-    With ``A`` the slots set in ``o``, ``Q = A - {i}`` and ``B`` the others but ``i``:
-    ``v * (o_i - z_i) * prod_{j in B} z_j * sum_k w(|Q| - k) e_k(z_Q)``, where ``e_k`` is the k-th
-    elementary symmetric polynomial (the absent features of ``Q``) and ``w(s) = s!(d-1-s)!/d!``."""
-    n, d = z.shape
-    masks = np.arange(2**d)
-    bits = ((masks[:, None] >> np.arange(d)) & 1).astype(bool)  # (2^d, d)
-    w = np.array([math.factorial(s) * math.factorial(d - 1 - s) / math.factorial(d) for s in range(d)])
-    out = np.empty((n, 2**d, d))
-    degree = np.arange(d)
-    for i in range(d):
-        others = [j for j in range(d) if j != i]
-        e = np.zeros((n, 2**d, d))
-        e[..., 0] = 1.0
-        absent = np.ones((n, 2**d))
-        for j in others:
-            zq = z[:, None, j] * bits[None, :, j]
-            e[..., 1:] = e[..., 1:] + e[..., :-1] * zq[..., None]
-            absent *= np.where(bits[None, :, j], 1.0, z[:, None, j])
-        q = bits[:, others].sum(axis=1)  # |Q| per mask
-        weights = np.where(degree[None, :] <= q[:, None], w[np.clip(q[:, None] - degree[None, :], 0, d - 1)], 0.0)
-        out[..., i] = values[:, None] * (bits[None, :, i] - z[:, None, i]) * absent * (e * weights[None]).sum(axis=-1)
-    return out
-
-
 @functools.cache
 def _kernel():
     """:func:`_explain` compiled by numba (imported here: it takes a second, which the commands
@@ -209,9 +165,11 @@ def _kernel():
     return numba.njit(cache=True, nogil=True)(_explain)
 
 
-def _explain(X, node_feature, node_threshold, node_default_left, node_missing, node_categories, categories, leaf_paths,
-             path_node, path_left, path_slot, leaf_slots, slot_feature, leaf_table, table, out):  # pragma: no cover - compiled
+def _explain(X, node_feature, node_threshold, node_default_left, node_missing, node_categories, categories, leaf_value,
+             leaf_paths, path_node, path_left, path_slot, leaf_slots, slot_feature, slot_z, weights, out):  # pragma: no cover - compiled
     left = np.empty(len(node_feature), dtype=np.bool_)
+    follows = np.empty(weights.shape[0], dtype=np.bool_)
+    e = np.empty(weights.shape[0] + 1)
     for r in range(X.shape[0]):
         for k in range(len(node_feature)):  # LightGBM's Tree::Decision
             x = X[r, node_feature[k]]
@@ -230,13 +188,36 @@ def _explain(X, node_feature, node_threshold, node_default_left, node_missing, n
                 left[k] = node_default_left[k]
             else:
                 left[k] = x <= node_threshold[k]
-        for leaf in range(len(leaf_table)):
-            d = leaf_slots[leaf + 1] - leaf_slots[leaf]
-            follows = (1 << d) - 1
+        for leaf in range(len(leaf_value)):
+            first, d = leaf_slots[leaf], leaf_slots[leaf + 1] - leaf_slots[leaf]
+            for s in range(d):
+                follows[s] = True
             for p in range(leaf_paths[leaf], leaf_paths[leaf + 1]):
                 if left[path_node[p]] != path_left[p]:
-                    follows &= ~(1 << path_slot[p])
-            base = leaf_table[leaf] + follows * d
-            first = leaf_slots[leaf]
+                    follows[path_slot[p]] = False
+            # e_k of the followed features' z (coefficients of prod (1 + z_j t)); product of the others' z
+            e[0], a, others = 1.0, 0, 1.0
             for s in range(d):
-                out[r, slot_feature[first + s]] += table[base + s]
+                z = slot_z[first + s]
+                if follows[s]:
+                    e[a + 1] = 0.0
+                    for k in range(a + 1, 0, -1):
+                        e[k] += z * e[k - 1]
+                    a += 1
+                else:
+                    others *= z
+            v = leaf_value[leaf]
+            for s in range(d):
+                z = slot_z[first + s]
+                total = 0.0
+                if follows[s]:  # Q = A - {s}: divide (1 + z t) out of e, then weigh
+                    f = 1.0
+                    total = weights[d, a - 1] * f
+                    for k in range(1, a):
+                        f = e[k] - z * f
+                        total += weights[d, a - 1 - k] * f
+                    out[r, slot_feature[first + s]] += v * (1.0 - z) * others * total
+                else:  # Q = A; (0 - z_s) * the others' product without s = -others
+                    for k in range(a + 1):
+                        total += weights[d, a - k] * e[k]
+                    out[r, slot_feature[first + s]] -= v * others * total
