@@ -4,18 +4,21 @@ form, compiled with numba.
 LightGBM's ``pred_contrib`` walks every tree with the recursive TreeSHAP algorithm (Lundberg et
 al., 2020), extending and unwinding a path of permutation weights at every node. The same values
 follow from one game per leaf (the decomposition behind Fast TreeSHAP, Yang 2021,
-arXiv:2109.09847): a leaf with value ``v``, ``d`` unique features on its path, ``z_j`` the product
-of the training-count fractions of the path's splits on feature ``j`` and ``o_j`` = 1 when the row
-follows every split on ``j`` along the path, adds to the trees' expectation given the features in
-``S`` the amount ``v * prod_{j in S} o_j * prod_{j not in S} z_j``. With ``A`` the path features
-the row follows, ``B`` the others, ``Q = A - {i}`` and ``e_k`` the elementary symmetric
-polynomials of the ``z`` of ``Q``, its Shapley value for feature ``i`` is
+arXiv:2109.09847, and Linear TreeSHAP, Yu et al. 2022, arXiv:2209.08192): a leaf with value ``v``,
+``d`` unique features on its path, ``z_j`` the product of the training-count fractions of the
+path's splits on feature ``j`` and ``o_j`` = 1 when the row follows every split on ``j`` along the
+path, 0 otherwise, adds to the trees' expectation given the features in ``S`` the amount
+``v * prod_{j in S} o_j * prod_{j not in S} z_j``. Writing the Shapley weight
+``|S|! (d-1-|S|)! / d!`` as the Beta integral ``int_0^1 t^|S| (1-t)^(d-1-|S|) dt`` sums the
+coalitions into one integral:
 
-    v * (o_i - z_i) * prod_{j in B, j != i} z_j * sum_k w(|Q| - k) * e_k,   w(s) = s! (d-1-s)! / d!
+    phi_i = v * (o_i - z_i) * int_0^1 prod_{j != i} (t * o_j + (1 - t) * z_j) dt
 
-(``e_k`` of ``Q`` from those of ``A`` by dividing out ``1 + z_i t``). A row costs, per leaf, a walk
-over its path's splits and O(d^2) arithmetic on a few doubles that sit next to each other in
-memory. The bias column is the expectation with no feature known.
+a polynomial of degree ``d - 1`` in ``t``, which Gauss-Legendre quadrature with ``ceil(d / 2)``
+nodes integrates exactly. A row costs, per leaf, a walk over its path's splits and, per node,
+prefix and suffix products over the ``d`` factors: O(d^2) arithmetic without branches on a few
+doubles that sit next to each other in memory. The bias column is the expectation with no
+feature known.
 
 The values equal LightGBM's within 1e-9 on trained models, and the textbook Shapley values by
 enumeration of every coalition; LightGBM's are not exact for some rows with infinite feature
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from math import comb
 
 import lightgbm as lgb
 import numpy as np
@@ -58,7 +60,8 @@ class TreeExplainer:
     leaf_slots: np.ndarray  # per leaf: start of its unique path features in slot_*, (leaves + 1,)
     slot_feature: np.ndarray
     slot_z: np.ndarray  # the product of the count fractions of the leaf's splits on that feature
-    weights: np.ndarray  # weights[d, s] = s! (d-1-s)! / d!
+    nodes: np.ndarray  # nodes[d, :ceil(d/2)]: Gauss-Legendre nodes on [0, 1] for d path features
+    node_weights: np.ndarray  # and their weights (summing to 1)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -68,7 +71,7 @@ class TreeExplainer:
         out[:, -1] = self.bias
         _kernel()(X, self.node_feature, self.node_threshold, self.node_default_left, self.node_missing, self.node_categories,
                   self.categories, self.leaf_value, self.leaf_paths, self.path_node, self.path_left, self.path_slot,
-                  self.leaf_slots, self.slot_feature, self.slot_z, self.weights, out)
+                  self.leaf_slots, self.slot_feature, self.slot_z, self.nodes, self.node_weights, out)
         return out
 
 
@@ -97,10 +100,7 @@ class _Parts:
     def build(self, n_features: int) -> TreeExplainer:
         node = np.array(self.nodes, dtype=np.float64).reshape(-1, 4)
         paths = [p for _, p, _, _ in self.leaves]
-        deepest = max([len(f) for _, _, f, _ in self.leaves], default=0)
-        weights = np.zeros((deepest + 1, max(deepest, 1)))
-        for d in range(1, deepest + 1):
-            weights[d, :d] = [1.0 / (d * comb(d - 1, s)) for s in range(d)]
+        nodes, weights = gauss_legendre(max([len(f) for _, _, f, _ in self.leaves], default=0))
         return TreeExplainer(
             n_features, self.bias, node[:, 0].astype(np.int64), node[:, 1].copy(), node[:, 2].astype(np.bool_),
             node[:, 3].astype(np.int64), _starts([len(c) for c in self.categories]),
@@ -111,7 +111,18 @@ class _Parts:
             np.array([s for p in paths for _, _, s in p], dtype=np.int64),
             _starts([len(f) for _, _, f, _ in self.leaves]),
             np.array([j for _, _, f, _ in self.leaves for j in f], dtype=np.int64),
-            np.array([z for _, _, _, zs in self.leaves for z in zs], dtype=np.float64), weights)
+            np.array([z for _, _, _, zs in self.leaves for z in zs], dtype=np.float64), nodes, weights)
+
+
+def gauss_legendre(deepest: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``d`` = 1..deepest: the ``ceil(d / 2)`` Gauss-Legendre nodes on [0, 1] and weights
+    (zeros after them): exact for polynomials of degree ``d - 1``."""
+    width = max(1, (deepest + 1) // 2)
+    nodes, weights = np.zeros((deepest + 1, width)), np.zeros((deepest + 1, width))
+    for d in range(1, deepest + 1):
+        x, w = np.polynomial.legendre.leggauss((d + 1) // 2)
+        nodes[d, : len(x)], weights[d, : len(x)] = (x + 1.0) / 2.0, w / 2.0
+    return nodes, weights
 
 
 def _add_tree(parts: _Parts, root: dict) -> None:
@@ -166,10 +177,12 @@ def _kernel():
 
 
 def _explain(X, node_feature, node_threshold, node_default_left, node_missing, node_categories, categories, leaf_value,
-             leaf_paths, path_node, path_left, path_slot, leaf_slots, slot_feature, slot_z, weights, out):  # pragma: no cover - compiled
+             leaf_paths, path_node, path_left, path_slot, leaf_slots, slot_feature, slot_z, nodes, node_weights,
+             out):  # pragma: no cover - compiled
     left = np.empty(len(node_feature), dtype=np.bool_)
-    follows = np.empty(weights.shape[0], dtype=np.bool_)
-    e = np.empty(weights.shape[0] + 1)
+    deepest = nodes.shape[0]
+    follows = np.empty(deepest)  # o_j as 1.0 / 0.0: multiplied, no branch to mispredict
+    factor, before, integral = np.empty(deepest), np.empty(deepest), np.empty(deepest)
     for r in range(X.shape[0]):
         for k in range(len(node_feature)):  # LightGBM's Tree::Decision
             x = X[r, node_feature[k]]
@@ -191,33 +204,22 @@ def _explain(X, node_feature, node_threshold, node_default_left, node_missing, n
         for leaf in range(len(leaf_value)):
             first, d = leaf_slots[leaf], leaf_slots[leaf + 1] - leaf_slots[leaf]
             for s in range(d):
-                follows[s] = True
+                follows[s] = 1.0
+                integral[s] = 0.0
             for p in range(leaf_paths[leaf], leaf_paths[leaf + 1]):
-                if left[path_node[p]] != path_left[p]:
-                    follows[path_slot[p]] = False
-            # e_k of the followed features' z (coefficients of prod (1 + z_j t)); product of the others' z
-            e[0], a, others = 1.0, 0, 1.0
-            for s in range(d):
-                z = slot_z[first + s]
-                if follows[s]:
-                    e[a + 1] = 0.0
-                    for k in range(a + 1, 0, -1):
-                        e[k] += z * e[k - 1]
-                    a += 1
-                else:
-                    others *= z
+                follows[path_slot[p]] *= left[path_node[p]] == path_left[p]
+            # integral[s] = sum over nodes t of weight * prod_{j != s} (t o_j + (1 - t) z_j)
+            for g in range((d + 1) // 2):
+                t = nodes[d, g]
+                prefix = node_weights[d, g]
+                for s in range(d):
+                    before[s] = prefix
+                    factor[s] = t * follows[s] + (1.0 - t) * slot_z[first + s]
+                    prefix *= factor[s]
+                suffix = 1.0
+                for s in range(d - 1, -1, -1):
+                    integral[s] += before[s] * suffix
+                    suffix *= factor[s]
             v = leaf_value[leaf]
             for s in range(d):
-                z = slot_z[first + s]
-                total = 0.0
-                if follows[s]:  # Q = A - {s}: divide (1 + z t) out of e, then weigh
-                    f = 1.0
-                    total = weights[d, a - 1] * f
-                    for k in range(1, a):
-                        f = e[k] - z * f
-                        total += weights[d, a - 1 - k] * f
-                    out[r, slot_feature[first + s]] += v * (1.0 - z) * others * total
-                else:  # Q = A; (0 - z_s) * the others' product without s = -others
-                    for k in range(a + 1):
-                        total += weights[d, a - k] * e[k]
-                    out[r, slot_feature[first + s]] -= v * others * total
+                out[r, slot_feature[first + s]] += v * (follows[s] - slot_z[first + s]) * integral[s]

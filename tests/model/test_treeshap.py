@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from journey_stage.core.settings import Settings
-from journey_stage.model.treeshap import tree_explainer
+from journey_stage.model.treeshap import gauss_legendre, tree_explainer
 from journey_stage.training.models import fit_task
 
 TOLERANCE = 1e-9
@@ -58,6 +58,32 @@ def test_equals_lightgbm_pred_contrib(params):
     theirs = booster.predict(rows, pred_contrib=True)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOLERANCE)
     assert np.abs(theirs[:, :-1]).max() > 0.1  # the rows do exercise the trees
+
+
+def test_long_paths_of_many_features():
+    """Leaves with up to 16 distinct features on their path (the quadrature's largest rows): a
+    target that needs every feature above a threshold grows chains of splits."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(6000, 16))
+    y = (X > -1.2).all(axis=1).astype(int)
+    X[rng.random(X.shape) < 0.03] = np.nan
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 48, "min_data_in_leaf": 2, "min_sum_hessian_in_leaf": 0},
+                        lgb.Dataset(X, y), num_boost_round=15)
+    explainer = tree_explainer(booster, None)
+    assert np.diff(explainer.leaf_slots).max() >= 14
+    rows = np.vstack([rng.normal(size=(300, 16)), rng.normal(size=(100, 16)) + 2])
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    np.testing.assert_allclose(explainer(rows), booster.predict(rows, pred_contrib=True), rtol=0, atol=TOLERANCE)
+
+
+def test_the_quadrature_integrates_the_leaf_polynomials_exactly():
+    """Gauss-Legendre with ceil(d/2) nodes on [0, 1]: int t^k dt = 1 / (k + 1) for every k < d."""
+    nodes, weights = gauss_legendre(24)
+    for d in range(1, 25):
+        g = (d + 1) // 2
+        assert np.all(weights[d, g:] == 0) and np.all(weights[d, :g] > 0)
+        for k in range(d):
+            assert abs(float((weights[d] * nodes[d] ** k).sum()) - 1 / (k + 1)) < 1e-14
 
 
 def test_trees_of_one_leaf_add_to_the_bias_only():
