@@ -118,28 +118,36 @@ class JourneyPredictor:
         return Predictions(stages, proba, obs, binary, weights, choice)
 
     def reasons(self, ff: FeatureFrame, rows: np.ndarray, predicted_stage: list[str | None], top_k: int = 3) -> list[dict]:
-        """Top feature contributions per task and customer (LightGBM pred_contrib, raw-score scale).
+        """Top feature contributions per task and customer (exact TreeSHAP, raw-score scale).
 
-        Stage: contributions to the predicted stage; binary tasks: to the positive class."""
+        Stage: contributions to the predicted stage; binary tasks: to the positive class, where
+        the task applies. A few customers' blocks are ranked together (one request: one sort)."""
         X = ff.X[rows]
         out: list[dict] = [{} for _ in range(len(rows))]
+        blocks = list(self._contributions(ff, rows, X, predicted_stage))
+        if sum(len(at) for _, at, _ in blocks) <= REASON_BLOCK:
+            blocks = [([t for t, at, _ in blocks for _ in range(len(at))], np.concatenate([at for _, at, _ in blocks]),
+                       np.vstack([c for _, _, c in blocks]))] if blocks else []
+        else:
+            blocks = [([task] * len(at), at, c) for task, at, c in blocks]
+        for tasks, at, contrib in blocks:
+            _top_reasons(out, tasks, at, contrib, X, self.feature_names, top_k)
+        return out
+
+    def _contributions(self, ff: FeatureFrame, rows: np.ndarray, X: np.ndarray, predicted_stage: list[str | None]):
+        """``(task, at, contributions of the rows at, without the bias)`` per task (per predicted
+        class for the stage) for the rows that show the task's reasons."""
         for task in self.models:
             m = self.serving_model(task)
             if task == "stage":  # contributions to each customer's predicted stage only
-                contrib = np.zeros((len(rows), X.shape[1] + 1))
                 klass = np.array([m.classes.index(s) if s in m.classes else -1 for s in predicted_stage], dtype=np.int64)
                 for k in np.unique(klass[klass >= 0]):
                     at = np.flatnonzero(klass == k)
-                    contrib[at] = m.class_contributions(X[at], int(k))
+                    yield task, at, m.class_contributions(X[at], int(k))[:, :-1]
             else:  # only where the task applies (its probability is not null)
-                applies = task_applies(task, ff.converted[rows], self.settings)
-                contrib = np.zeros((len(rows), X.shape[1] + 1))
-                at = np.flatnonzero(applies)
+                at = np.flatnonzero(task_applies(task, ff.converted[rows], self.settings))
                 if len(at):
-                    contrib[at] = m.contributions(X[at])[:, 0, :]
-            shown = klass >= 0 if task == "stage" else applies
-            _top_reasons(out, task, np.flatnonzero(shown), contrib[:, :-1], X, self.feature_names, top_k)
-        return out
+                    yield task, at, m.contributions(X[at])[:, 0, :-1]
 
     def stage_name(self, role_index: int) -> str:
         return self.taxonomy.stage_of_role_index(role_index)
@@ -148,20 +156,19 @@ class JourneyPredictor:
 REASON_BLOCK = 4096  # rows ranked at once: bounds the (rows x features) rank matrix of a batch
 
 
-def _top_reasons(out: list[dict], task: str, at: np.ndarray, contrib: np.ndarray, X: np.ndarray, names: list[str], top_k: int) -> None:
-    """``out[i][task]``: the ``top_k`` largest contributions by absolute value (ties: the earlier
-    feature first), zeros left out, for each row ``i`` of ``at`` (ranked block by block, as arrays)."""
+def _top_reasons(out: list[dict], tasks: list[str], at: np.ndarray, contrib: np.ndarray, X: np.ndarray, names: list[str],
+                 top_k: int) -> None:
+    """``out[at[i]][tasks[i]]``: the ``top_k`` largest of ``contrib[i]`` by absolute value (ties:
+    the earlier feature first), zeros left out, with the features' values ``X[at[i]]`` (ranked
+    block by block, as arrays)."""
     for lo in range(0, len(at), REASON_BLOCK):
-        rows = at[lo: lo + REASON_BLOCK]
-        c = contrib[rows]
+        rows, c = at[lo: lo + REASON_BLOCK], contrib[lo: lo + REASON_BLOCK]
         top = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :top_k]
-        row_of = rows[:, None]
         top_c = c[np.arange(len(rows))[:, None], top].astype(np.float64).tolist()
-        top_v = X[row_of, top].astype(np.float64).tolist()
-        for i, js, cs, vs in zip(rows.tolist(), top.tolist(), top_c, top_v):
+        top_v = X[rows[:, None], top].astype(np.float64).tolist()
+        for i, task, js, cs, vs in zip(rows.tolist(), tasks[lo: lo + REASON_BLOCK], top.tolist(), top_c, top_v):
             out[i][task] = [
                 {"feature": names[j], "value": None if v != v else v, "contribution": round(cj, 6)}
                 for j, cj, v in zip(js, cs, vs)
                 if cj != 0
             ]
-

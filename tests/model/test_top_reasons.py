@@ -30,7 +30,9 @@ def test_top_reasons_equal_the_per_customer_loop(n, block, monkeypatch):
     monkeypatch.setattr(predictor, "REASON_BLOCK", block)
     at = np.flatnonzero(rng.random(n) < 0.8)
     out = [{} for _ in range(n)]
-    predictor._top_reasons(out, "churn", at, contrib, X, names, top_k=3)
+    tasks = [["churn", "stage"][i % 2] for i in range(len(at))]
+    predictor._top_reasons(out, tasks, at, contrib[at], X, names, top_k=3)
     want = reference(contrib, X, names, 3)
+    task_of = dict(zip(at.tolist(), tasks))
     for i in range(n):
-        assert out[i] == ({"churn": want[i]} if i in set(at.tolist()) else {})
+        assert out[i] == ({task_of[i]: want[i]} if i in task_of else {})
