@@ -82,14 +82,14 @@ class LoadSampler(threading.Thread):
                 "1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()], "samples": len(s)}
 
 
-def _train(path: Path, n_jobs: int, report_dir: Path) -> dict:
+def _train(path: Path, n_jobs: int, report_dir: Path, cap: int | None = 200_000) -> dict:
     from journey_stage.core.settings import TASKS, Settings
     from journey_stage.core.taxonomy import load_taxonomy
     from journey_stage.training.pipeline import train_and_evaluate
     from journey_stage.training.report import write_report
     from journey_stage.training.sampling import read_training_events
 
-    tax, settings = load_taxonomy("five_stage"), Settings(n_jobs=n_jobs)
+    tax, settings = load_taxonomy("five_stage"), Settings(n_jobs=n_jobs, eval_customers_cap=cap)
     t0 = time.perf_counter()
     validated, sample = read_training_events(path, tax, settings)
     read_s = time.perf_counter() - t0
@@ -143,7 +143,9 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--before", type=Path, help="a previous result: its test metrics are compared with this run's")
+    ap.add_argument("--eval-customers-cap", default="200000", help="the setting (\"none\": no sampling, every customer's rows)")
     args = ap.parse_args()
+    cap = None if args.eval_customers_cap.lower() == "none" else int(args.eval_customers_cap)
     out = args.out or RESULTS / ("train.json" if args.customers == 200_000 else f"train_{args.customers}.json")
     before = json.loads(args.before.read_text()) if args.before else None
 
@@ -159,7 +161,7 @@ def main() -> None:
         floor = json.loads(_child("--_floor", str(path)))
         sampler = LoadSampler()
         sampler.start()
-        run = _train(path, args.n_jobs, Path(tmp) / "report")
+        run = _train(path, args.n_jobs, Path(tmp) / "report", cap)
         sampler.stop.set()
     peak = _peak_gb()
     rep = run["report"]
