@@ -114,6 +114,8 @@ def test_a_multiclass_task_model_explains_each_class_as_lightgbm_does():
     X[rng.random(X.shape) < 0.1] = np.nan
     y = np.array(["a", "b", "c"], dtype=object)[np.argmax(np.nan_to_num(X[:, :3]) * 2 + rng.gumbel(size=(3000, 3)), axis=1)]
     m = fit_task("stage", [f"f{i}" for i in range(6)], X[:1500], y[:1500], X[1500:], y[1500:], Settings(n_estimators=40))
+    m.prepare()  # what the service's warm-up does: every class's explainer built before the first answer
+    assert sorted(m.__dict__["_explainers"]) == [0, 1, 2]
     Xt = rng.normal(size=(60, 6))
     lightgbm_values = m.booster.booster_.predict(Xt, num_iteration=m._num_iteration(), pred_contrib=True).reshape(60, 3, 7)
     np.testing.assert_allclose(m.contributions(Xt), lightgbm_values, rtol=0, atol=TOLERANCE)
