@@ -20,10 +20,11 @@ then parses one by one, which also decides what is invalid):
 
 from __future__ import annotations
 
-import functools
 import re
 
 import numpy as np
+
+from journey_stage.core.compiled import compiled
 
 _SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?")
 _DIGIT = ord("0")
@@ -70,19 +71,11 @@ def same_spelling_us(texts: tuple, lo: int, hi: int) -> list[int] | None:
     digits, others, other_bytes, zone_us = shape
     b = np.frombuffer(joined.encode("ascii"), np.uint8).reshape(n, width)
     us = np.empty(n, np.int64)
-    if not _parser()(b, digits, others, other_bytes, zone_us, us):
+    if not compiled(_parse)(b, digits, others, other_bytes, zone_us, us):
         return None
     if not (us.min() >= lo and us.max() < hi):
         return None
     return us.tolist()
-
-
-@functools.cache
-def _parser():
-    """:func:`_parse` compiled by numba (imported on first use; machine code cached beside this file)."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_parse)
 
 
 def _parse(b, digits, others, other_bytes, zone_us, out):  # pragma: no cover - compiled
@@ -94,13 +87,13 @@ def _parse(b, digits, others, other_bytes, zone_us, out):  # pragma: no cover - 
     v = np.zeros(14, np.int64)
     for r in range(b.shape[0]):
         for j in range(len(digits)):
-            if b[r, digits[j]] - 48 > 9:  # uint8: bytes below "0" wrap around
+            if b[r, digits[j]] - _DIGIT > 9:  # uint8: bytes below "0" wrap around
                 return False
         for j in range(len(others)):
             if b[r, others[j]] != other_bytes[j]:
                 return False
         for j in range(14):
-            v[j] = b[r, digits[j]] - 48
+            v[j] = b[r, digits[j]] - _DIGIT
         year = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3]
         month, day = v[4] * 10 + v[5], v[6] * 10 + v[7]
         hour, minute, second = v[8] * 10 + v[9], v[10] * 10 + v[11], v[12] * 10 + v[13]
@@ -116,7 +109,7 @@ def _parse(b, digits, others, other_bytes, zone_us, out):  # pragma: no cover - 
             return False
         micro = 0
         for j in range(6):  # the fraction, padded with zeros to microseconds
-            micro = micro * 10 + (b[r, digits[14 + j]] - 48 if j < fraction_digits else 0)
+            micro = micro * 10 + (b[r, digits[14 + j]] - _DIGIT if j < fraction_digits else 0)
         y = year - 1 if month <= 2 else year  # days since 1970-01-01 (H. Hinnant's days_from_civil)
         era = y // 400
         yoe = y - era * 400

@@ -125,13 +125,13 @@ class JourneyPredictor:
         X = ff.X[rows]
         out: list[dict] = [{} for _ in range(len(rows))]
         blocks = list(self._contributions(ff, rows, X, predicted_stage))
-        if sum(len(at) for _, at, _ in blocks) <= REASON_BLOCK:
-            blocks = [([t for t, at, _ in blocks for _ in range(len(at))], np.concatenate([at for _, at, _ in blocks]),
-                       np.vstack([c for _, _, c in blocks]))] if blocks else []
-        else:
-            blocks = [([task] * len(at), at, c) for task, at, c in blocks]
-        for tasks, at, contrib in blocks:
+        if blocks and sum(len(at) for _, at, _ in blocks) <= REASON_BLOCK:  # e.g. one request: one sort for every task
+            tasks = [task for task, at, _ in blocks for _ in range(len(at))]
+            at, contrib = np.concatenate([at for _, at, _ in blocks]), np.vstack([c for _, _, c in blocks])
             _top_reasons(out, tasks, at, contrib, X, self.feature_names, top_k)
+        else:
+            for task, at, contrib in blocks:
+                _top_reasons(out, [task] * len(at), at, contrib, X, self.feature_names, top_k)
         return out
 
     def _contributions(self, ff: FeatureFrame, rows: np.ndarray, X: np.ndarray, predicted_stage: list[str | None]):

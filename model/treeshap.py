@@ -27,11 +27,12 @@ numerical with its missing-value types, and categorical."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
+
+from journey_stage.core.compiled import compiled
 
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}  # LightGBM's missing types (tree.h)
 _CATEGORICAL = 3
@@ -69,7 +70,7 @@ class TreeExplainer:
             raise ValueError(f"expected rows of {self.n_features} features, got an array of shape {X.shape}")
         out = np.zeros((len(X), self.n_features + 1))
         out[:, -1] = self.bias
-        _kernel()(X, self.node_feature, self.node_threshold, self.node_default_left, self.node_missing, self.node_categories,
+        compiled(_explain)(X, self.node_feature, self.node_threshold, self.node_default_left, self.node_missing, self.node_categories,
                   self.categories, self.leaf_value, self.leaf_paths, self.path_node, self.path_left, self.path_slot,
                   self.leaf_slots, self.slot_feature, self.slot_z, self.nodes, self.node_weights, out)
         return out
@@ -102,16 +103,20 @@ class _Parts:
         paths = [p for _, p, _, _ in self.leaves]
         nodes, weights = gauss_legendre(max([len(f) for _, _, f, _ in self.leaves], default=0))
         return TreeExplainer(
-            n_features, self.bias, node[:, 0].astype(np.int64), node[:, 1].copy(), node[:, 2].astype(np.bool_),
-            node[:, 3].astype(np.int64), _starts([len(c) for c in self.categories]),
-            np.array([c for cs in self.categories for c in cs], dtype=np.int64),
-            np.array([v for v, _, _, _ in self.leaves], dtype=np.float64), _starts([len(p) for p in paths]),
-            np.array([n for p in paths for n, _, _ in p], dtype=np.int64),
-            np.array([left for p in paths for _, left, _ in p], dtype=np.bool_),
-            np.array([s for p in paths for _, _, s in p], dtype=np.int64),
-            _starts([len(f) for _, _, f, _ in self.leaves]),
-            np.array([j for _, _, f, _ in self.leaves for j in f], dtype=np.int64),
-            np.array([z for _, _, _, zs in self.leaves for z in zs], dtype=np.float64), nodes, weights)
+            n_features=n_features, bias=self.bias,
+            node_feature=node[:, 0].astype(np.int64), node_threshold=node[:, 1].copy(),
+            node_default_left=node[:, 2].astype(np.bool_), node_missing=node[:, 3].astype(np.int64),
+            node_categories=_starts([len(c) for c in self.categories]),
+            categories=np.array([c for cs in self.categories for c in cs], dtype=np.int64),
+            leaf_value=np.array([v for v, _, _, _ in self.leaves], dtype=np.float64),
+            leaf_paths=_starts([len(p) for p in paths]),
+            path_node=np.array([n for p in paths for n, _, _ in p], dtype=np.int64),
+            path_left=np.array([left for p in paths for _, left, _ in p], dtype=np.bool_),
+            path_slot=np.array([s for p in paths for _, _, s in p], dtype=np.int64),
+            leaf_slots=_starts([len(f) for _, _, f, _ in self.leaves]),
+            slot_feature=np.array([j for _, _, f, _ in self.leaves for j in f], dtype=np.int64),
+            slot_z=np.array([z for _, _, _, zs in self.leaves for z in zs], dtype=np.float64),
+            nodes=nodes, node_weights=weights)
 
 
 def gauss_legendre(deepest: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,15 +170,6 @@ def _starts(sizes: list[int]) -> np.ndarray:
     out = np.zeros(len(sizes) + 1, dtype=np.int64)
     out[1:] = np.cumsum(sizes)
     return out
-
-
-@functools.cache
-def _kernel():
-    """:func:`_explain` compiled by numba (imported here: it takes a second, which the commands
-    that never explain should not pay); the machine code is cached beside this file."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_explain)
 
 
 def _explain(X, node_feature, node_threshold, node_default_left, node_missing, node_categories, categories, leaf_value,
